@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/porthole/porthole/internal/client"
+	"github.com/porthole/porthole/internal/config"
+	"github.com/porthole/porthole/internal/version"
+)
+
+// clientFlags are the connection flags shared by http, tcp and start.
+type clientFlags struct {
+	cfg     client.Config
+	cfgFile string
+	servers []string
+	tunnel  client.TunnelConfig
+}
+
+func (cf *clientFlags) register(cmd *cobra.Command, withTunnel bool, kind string) {
+	cf.cfg = client.DefaultConfig()
+	f := cmd.Flags()
+	f.StringVar(&cf.cfgFile, "config", "", "TOML configuration file")
+	f.StringArrayVar(&cf.servers, "server", nil, "ws:// or wss:// address of a server's tunnel listener; repeat for failover (default $PORTHOLE_SERVER, else ws://localhost:8081)")
+	f.StringVar(&cf.cfg.APIKey, "api-key", "", "API key (default $PORTHOLE_API_KEY)")
+	f.StringVar(&cf.cfg.Token, "token", "", "signed token (default $PORTHOLE_TOKEN)")
+	f.StringVar(&cf.cfg.Cert, "cert", "", "client certificate for mutual TLS")
+	f.StringVar(&cf.cfg.Key, "key", "", "private key for --cert")
+	f.StringVar(&cf.cfg.CAFile, "ca-file", "", "CA to verify a wss:// server with, besides the system roots")
+	f.BoolVar(&cf.cfg.InsecureSkipVerify, "insecure-skip-verify", false, "do not verify the wss:// server's certificate (unsafe)")
+	f.StringVar(&cf.cfg.InspectAddr, "inspect-addr", cf.cfg.InspectAddr, "local status API address")
+	f.Var(&cf.cfg.Reconnect.Base, "reconnect-base", "first reconnect backoff")
+	f.Var(&cf.cfg.Reconnect.Max, "reconnect-max", "longest reconnect backoff")
+	if !withTunnel {
+		return
+	}
+	if kind == "http" {
+		f.StringVar(&cf.tunnel.Subdomain, "subdomain", "", "ask for this subdomain (default: a random one)")
+		f.StringVar(&cf.tunnel.Hostname, "hostname", "", "a custom domain verified for your user")
+		f.StringVar(&cf.tunnel.HostHeader, "host-header", "", `Host header for the local app: "rewrite" (the target's), a value, or empty (the visitor's)`)
+		f.BoolVar(&cf.tunnel.InsecureSkipVerify, "local-insecure-skip-verify", false, "accept any certificate from an https:// local target")
+	} else {
+		f.IntVar(&cf.tunnel.RemotePort, "remote-port", 0, "ask for this public port")
+	}
+}
+
+// load applies the config file, environment and flags, in increasing
+// order of precedence.
+func (cf *clientFlags) load(cmd *cobra.Command) error {
+	f := cmd.Flags()
+	if err := config.LoadWithFlags(f, cf.cfgFile, &cf.cfg); err != nil {
+		return err
+	}
+	env := func(flag, name string, dst *string) {
+		if v := os.Getenv(name); v != "" && !f.Changed(flag) {
+			*dst = v
+		}
+	}
+	env("api-key", "PORTHOLE_API_KEY", &cf.cfg.APIKey)
+	env("token", "PORTHOLE_TOKEN", &cf.cfg.Token)
+	switch {
+	case len(cf.servers) > 0:
+		cf.cfg.Servers = cf.servers
+	case os.Getenv("PORTHOLE_SERVER") != "":
+		cf.cfg.Servers = []string{os.Getenv("PORTHOLE_SERVER")}
+	case len(cf.cfg.Servers) == 0:
+		cf.cfg.Servers = []string{"ws://localhost:8081"}
+	}
+	return nil
+}
+
+func clientCmd(g *globalFlags, kind string) *cobra.Command {
+	var cf clientFlags
+	short := "Expose a local HTTP app: porthole http 3000"
+	if kind == "tcp" {
+		short = "Expose a local TCP service: porthole tcp 5432"
+	}
+	cmd := &cobra.Command{
+		Use:   kind + " TARGET",
+		Short: short,
+		Long: short + "\n\nTARGET is PORT (meaning localhost:PORT), HOST:PORT" +
+			map[string]string{"http": ", or http(s)://HOST:PORT.", "tcp": "."}[kind],
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef("%s needs exactly one TARGET (PORT, HOST:PORT or URL), got %d arguments", kind, len(args))
+			}
+			if _, err := client.ParseTarget(kind, args[0]); err != nil {
+				return usageError{err}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := cf.load(cmd); err != nil {
+				return err
+			}
+			cf.tunnel.Proto = kind
+			cf.tunnel.Addr = args[0]
+			return runClient(cmd, g, &cf.cfg, []client.Spec{{Name: kind, Config: cf.tunnel}})
+		},
+	}
+	cf.register(cmd, true, kind)
+	return cmd
+}
+
+func startCmd(g *globalFlags) *cobra.Command {
+	var cf clientFlags
+	cmd := &cobra.Command{
+		Use:   "start [NAME...]",
+		Short: "Start the tunnels named in a configuration file ([tunnels.NAME] tables); all when no NAME is given",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if cf.cfgFile == "" {
+				return usagef("start needs --config FILE with [tunnels.NAME] tables")
+			}
+			if err := cf.load(cmd); err != nil {
+				return err
+			}
+			names := args
+			if len(names) == 0 {
+				names = cf.cfg.TunnelNames()
+			}
+			if len(names) == 0 {
+				return fmt.Errorf("%s defines no [tunnels.NAME] tables", cf.cfgFile)
+			}
+			var specs []client.Spec
+			for _, n := range names {
+				t, ok := cf.cfg.Tunnels[n]
+				if !ok {
+					return usagef("no tunnel %q in %s (it has: %v)", n, cf.cfgFile, cf.cfg.TunnelNames())
+				}
+				specs = append(specs, client.Spec{Name: n, Config: t})
+			}
+			return runClient(cmd, g, &cf.cfg, specs)
+		},
+	}
+	cf.register(cmd, false, "")
+	return cmd
+}
+
+// runClient runs tunnels until interrupted or a final error.
+func runClient(cmd *cobra.Command, g *globalFlags, cfg *client.Config, specs []client.Spec) error {
+	log, err := g.logger(cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	tc, err := cfg.TLSConfig()
+	if err != nil {
+		return err
+	}
+	if cfg.InsecureSkipVerify {
+		log.Warn("server certificate verification is OFF (--insecure-skip-verify): anyone on the path can read and change this tunnel's traffic")
+	}
+	out := cmd.OutOrStdout()
+	c, err := client.New(*cfg, specs, client.Deps{
+		Logger:  log,
+		TLS:     tc,
+		Version: version.String(),
+		OnEvent: func(e client.Event) { printEvent(out, e) },
+	})
+	if err != nil {
+		return err
+	}
+	stopInspect := serveInspect(log, cfg.InspectAddr, c.Handler(), cmd.Flags().Changed("inspect-addr"))
+	defer stopInspect()
+	return c.Run(cmd.Context())
+}
+
+func printEvent(out io.Writer, e client.Event) {
+	if e.Kind == client.EventForwarding {
+		fmt.Fprintf(out, "Forwarding %s -> %s\n", e.Tunnel.URL, e.Tunnel.Target)
+	}
+}
+
+// serveInspect starts the local status API. When the default address is
+// taken (another client runs), it tries the next few ports.
+func serveInspect(log *slog.Logger, addr string, h http.Handler, explicit bool) func() {
+	if addr == "" || addr == "off" {
+		return func() {}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil && !explicit {
+		host, port, _ := net.SplitHostPort(addr)
+		p, _ := strconv.Atoi(port)
+		for i := 1; i <= 10 && err != nil; i++ {
+			ln, err = net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p+i)))
+		}
+	}
+	if err != nil {
+		log.Warn("status API not started", "addr", addr, "err", err)
+		return func() {}
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	log.Info("status API", "url", "http://"+ln.Addr().String()+"/api/status")
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}
+}

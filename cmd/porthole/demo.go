@@ -1,0 +1,48 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/porthole/porthole/internal/client"
+	"github.com/porthole/porthole/internal/demo"
+	"github.com/porthole/porthole/internal/version"
+)
+
+func demoCmd(g *globalFlags) *cobra.Command {
+	o := demo.DefaultOptions()
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run a server, a small web app and a tunnel to it in one process, on loopback",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log, err := g.logger(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			o.Logger = log
+			o.Version = version.String()
+			o.Explicit = map[string]bool{}
+			for _, f := range []string{"http-addr", "tunnel-addr", "admin-addr", "inspect-addr"} {
+				o.Explicit[f] = cmd.Flags().Changed(f)
+			}
+			out := cmd.OutOrStdout()
+			o.OnForwarding = func(t *client.TunnelStatus) {
+				fmt.Fprintf(out, "Forwarding %s -> %s\n", t.URL, t.Target)
+				fmt.Fprintf(out, "Open %s in a browser, or: curl %s/echo\n", t.URL, t.URL)
+			}
+			o.OnClient = func(c *client.Client) {
+				stop := serveInspect(log, o.InspectAddr, c.Handler(), o.Explicit["inspect-addr"])
+				go func() { <-cmd.Context().Done(); stop() }()
+			}
+			return demo.Run(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.HTTPAddr, "http-addr", o.HTTPAddr, "public HTTP listener")
+	f.StringVar(&o.TunnelAddr, "tunnel-addr", o.TunnelAddr, "tunnel listener")
+	f.StringVar(&o.AdminAddr, "admin-addr", o.AdminAddr, "admin listener")
+	f.StringVar(&o.InspectAddr, "inspect-addr", o.InspectAddr, "client status API")
+	return cmd
+}

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/porthole/porthole/internal/config"
+	"github.com/porthole/porthole/internal/server"
+	"github.com/porthole/porthole/internal/version"
+)
+
+func serverCmd(g *globalFlags) *cobra.Command {
+	cfg := server.DefaultConfig()
+	var cfgFile string
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the public side: accepts tunnel clients and proxies visitors to them",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := config.LoadWithFlags(cmd.Flags(), cfgFile, &cfg); err != nil {
+				return err
+			}
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			log, err := g.logger(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			deps, closeDeps, err := serverDeps(cmd.Context(), &cfg, log)
+			if err != nil {
+				return err
+			}
+			defer closeDeps()
+			deps.Version = version.String()
+			srv, err := server.New(cfg, deps)
+			if err != nil {
+				return err
+			}
+			return srv.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfgFile, "config", "", "TOML configuration file")
+	f.StringVar(&cfg.Domain, "domain", cfg.Domain, "base domain; tunnels are SUB.DOMAIN")
+	f.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "public HTTP listener")
+	f.StringVar(&cfg.HTTPSAddr, "https-addr", cfg.HTTPSAddr, "public HTTPS listener (off when empty)")
+	f.StringVar(&cfg.TunnelAddr, "tunnel-addr", cfg.TunnelAddr, "listener tunnel clients connect to (WebSocket; TLS when a certificate is configured)")
+	f.StringVar(&cfg.AdminAddr, "admin-addr", cfg.AdminAddr, "health, readiness, metrics and admin API listener")
+	f.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "state directory (SQLite database, keys, certificates)")
+	f.StringVar(&cfg.Database, "database", cfg.Database, "sqlite:PATH or postgres://...; overrides the SQLite file in --data-dir")
+	f.BoolVar(&cfg.NoAuth, "no-auth", cfg.NoAuth, "accept clients without credentials (development only)")
+	f.IntVar(&cfg.PublicPort, "public-port", cfg.PublicPort, "port to show in public http URLs when a proxy in front changes it")
+	f.IntVar(&cfg.PublicHTTPSPort, "public-https-port", cfg.PublicHTTPSPort, "port to show in public https URLs when a proxy in front changes it")
+	f.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "certificate file (e.g. *.DOMAIN and DOMAIN) for HTTPS and the tunnel listener")
+	f.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "private key file for --tls-cert")
+	f.StringVar(&cfg.ClientCA, "client-ca", cfg.ClientCA, "CA whose client certificates identify users on the tunnel listener")
+	f.StringVar(&cfg.TCPPorts, "tcp-ports", cfg.TCPPorts, "range of public ports for tcp tunnels, LO-HI")
+	f.StringVar(&cfg.Subdomains.Strategy, "subdomain-strategy", cfg.Subdomains.Strategy, "names for clients that do not ask: random, uuid or user")
+	f.Var(&cfg.HTTP.ReadHeaderTimeout, "read-header-timeout", "time a visitor has to send request headers")
+	f.Var(&cfg.HTTP.IdleTimeout, "idle-timeout", "keep-alive timeout for idle visitor connections")
+	f.IntVar(&cfg.HTTP.MaxHeaderBytes, "max-header-bytes", cfg.HTTP.MaxHeaderBytes, "largest request header a visitor may send (431 above it)")
+	f.Var(&cfg.HTTP.ShutdownTimeout, "shutdown-timeout", "how long in-flight requests may drain on SIGINT/SIGTERM")
+	f.Var(&cfg.Tunnel.GracePeriod, "grace-period", "how long a disconnected client's names are kept for it")
+	f.StringVar(&cfg.AdminToken, "admin-token", cfg.AdminToken, "bearer token for the admin JSON API (off when empty)")
+	return cmd
+}

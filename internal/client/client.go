@@ -1,0 +1,235 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/porthole/porthole/internal/transport"
+)
+
+// Spec is one tunnel to open.
+type Spec struct {
+	Name   string
+	Config TunnelConfig
+}
+
+// Event is something the person running the client should see.
+type Event struct {
+	Kind   EventKind
+	Tunnel *TunnelStatus // for EventForwarding
+	Err    error         // for EventDisconnected / EventRetrying
+	Server string
+	// RetryIn is the wait before the next attempt (EventRetrying).
+	RetryIn time.Duration
+}
+
+// EventKind names an Event.
+type EventKind int
+
+const (
+	EventConnected    EventKind = iota // session up
+	EventForwarding                    // a tunnel is live at a (new) URL
+	EventDisconnected                  // session lost
+	EventRetrying                      // waiting before the next attempt
+)
+
+// Deps are a client's collaborators.
+type Deps struct {
+	Logger *slog.Logger
+	// OnEvent receives events in order; it must not block for long.
+	OnEvent func(Event)
+	// TLS is the configuration for wss:// servers (roots, client cert).
+	TLS *tls.Config
+	// Version is sent to the server.
+	Version string
+}
+
+// FinalError is an error the server reported as final, or one retrying
+// cannot fix (a certificate that fails verification). The client stops.
+type FinalError struct{ Err error }
+
+func (e *FinalError) Error() string { return e.Err.Error() }
+func (e *FinalError) Unwrap() error { return e.Err }
+
+// Client runs tunnels against a server. Create with New, then Run.
+type Client struct {
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+
+	tunnels []*tunnel
+	byID    sync.Map // server tunnel id -> *tunnel
+	resume  string
+
+	state      atomic.Value // string
+	server     atomic.Value // string
+	rttNanos   atomic.Int64
+	reconnects atomic.Int64
+	connected  atomic.Bool // a session was up at least once
+	started    time.Time
+	since      atomic.Int64 // unix nanos of the current session's start
+	lastErr    atomic.Value // string
+}
+
+// Connection states reported by Status.
+const (
+	StateConnecting   = "connecting"
+	StateOnline       = "online"
+	StateReconnecting = "reconnecting"
+	StateStopped      = "stopped"
+)
+
+// New builds a client for specs.
+func New(cfg Config, specs []Spec, deps Deps) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if len(specs) == 0 {
+		return nil, errors.New("no tunnels to open")
+	}
+	if deps.Logger == nil {
+		return nil, errors.New("client: Deps.Logger is required")
+	}
+	if deps.OnEvent == nil {
+		deps.OnEvent = func(Event) {}
+	}
+	var b [24]byte
+	rand.Read(b[:])
+	c := &Client{cfg: cfg, deps: deps, log: deps.Logger, resume: hex.EncodeToString(b[:]), started: time.Now()}
+	c.state.Store(StateConnecting)
+	c.server.Store("")
+	c.lastErr.Store("")
+	for i, s := range specs {
+		if err := s.Config.validate(); err != nil {
+			return nil, fmt.Errorf("tunnel %s: %w", s.Name, err)
+		}
+		target, _ := ParseTarget(s.Config.Proto, s.Config.Addr)
+		t := &tunnel{bindID: uint32(i + 1), name: s.Name, cfg: s.Config, target: target}
+		t.log = c.log.With("tunnel", s.Name)
+		if s.Config.Proto == "http" {
+			t.http = newHTTPForwarder(t, t.log)
+		}
+		c.tunnels = append(c.tunnels, t)
+	}
+	return c, nil
+}
+
+// Run connects and serves until ctx is cancelled (returns nil after
+// releasing the tunnels) or a final error happens (returns a *FinalError).
+func (c *Client) Run(ctx context.Context) error {
+	defer c.close()
+	attempt := 0
+	for {
+		sessionStart := time.Now()
+		err := c.connectAndServe(ctx)
+		if ctx.Err() != nil {
+			c.state.Store(StateStopped)
+			return nil
+		}
+		var fe *FinalError
+		if errors.As(err, &fe) {
+			c.state.Store(StateStopped)
+			return err
+		}
+		if err != nil {
+			c.lastErr.Store(err.Error())
+		}
+		if time.Since(sessionStart) >= c.cfg.Reconnect.ResetAfter.D() {
+			attempt = 0
+		}
+		c.state.Store(StateReconnecting)
+		delay := backoffDelay(c.cfg.Reconnect, attempt)
+		attempt++
+		c.deps.OnEvent(Event{Kind: EventRetrying, Err: err, RetryIn: delay})
+		c.log.Info("reconnecting", "in", delay.Round(time.Millisecond).String(), "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			c.state.Store(StateStopped)
+			return nil
+		case <-time.After(delay):
+		}
+	}
+}
+
+// connectAndServe tries each server in order and serves on the first that
+// accepts. It returns when that session ends.
+func (c *Client) connectAndServe(ctx context.Context) error {
+	var errs []error
+	for _, url := range c.cfg.Servers {
+		mux, err := c.dial(ctx, url)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			var fe *FinalError
+			if errors.As(err, &fe) {
+				return err
+			}
+			c.log.Info("cannot reach server", "server", url, "err", err)
+			errs = append(errs, fmt.Errorf("%s: %w", url, err))
+			continue
+		}
+		c.server.Store(url)
+		if c.connected.Swap(true) {
+			c.reconnects.Add(1)
+		}
+		return c.serveSession(ctx, url, mux)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Client) dial(ctx context.Context, url string) (*transport.Session, error) {
+	h := http.Header{}
+	switch {
+	case c.cfg.APIKey != "":
+		h.Set("Authorization", "Bearer "+c.cfg.APIKey)
+	case c.cfg.Token != "":
+		h.Set("Authorization", "Bearer "+c.cfg.Token)
+	}
+	h.Set("User-Agent", "porthole/"+c.deps.Version)
+	mux, err := transport.Dial(ctx, url, transport.DialOptions{
+		Header:    h,
+		TLSConfig: c.deps.TLS,
+		Timeout:   c.cfg.HandshakeTimeout.D(),
+		Mux:       transport.Options{AcceptBacklog: 1024, Logger: c.log},
+	})
+	if err != nil {
+		if he, ok := transport.IsHandshakeError(err); ok {
+			if he.Reason.Final {
+				return nil, &FinalError{Err: he.Reason}
+			}
+			return nil, he
+		}
+		if isFinalTLSError(err) {
+			return nil, &FinalError{Err: fmt.Errorf("%s: %w", url, err)}
+		}
+		return nil, err
+	}
+	return mux, nil
+}
+
+func (c *Client) close() {
+	for _, t := range c.tunnels {
+		if t.http != nil {
+			t.http.close()
+		}
+	}
+}
+
+func (c *Client) find(tunnelID string) *tunnel {
+	v, ok := c.byID.Load(tunnelID)
+	if !ok {
+		return nil
+	}
+	return v.(*tunnel)
+}
+

@@ -1,0 +1,139 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"sort"
+	"time"
+
+	"github.com/porthole/porthole/internal/config"
+	"github.com/porthole/porthole/internal/names"
+)
+
+// Config is the client's flags and TOML file.
+type Config struct {
+	// Servers are tunnel listener URLs, tried in order.
+	Servers     []string `toml:"servers"`
+	APIKey      string   `toml:"api_key"`
+	Token       string   `toml:"token"`
+	Cert        string   `toml:"cert"`
+	Key         string   `toml:"key"`
+	CAFile      string   `toml:"ca_file"`
+	InspectAddr string   `toml:"inspect_addr"`
+	// InsecureSkipVerify turns off verification of a wss:// server's
+	// certificate. Never the default; warned about on every start.
+	InsecureSkipVerify bool `toml:"insecure_skip_verify"`
+
+	Reconnect Backoff `toml:"reconnect"`
+	// HandshakeTimeout bounds connect, TLS, WebSocket and hello.
+	HandshakeTimeout config.Duration `toml:"handshake_timeout"`
+
+	Tunnels map[string]TunnelConfig `toml:"tunnels"`
+}
+
+// Backoff configures reconnection: exponential with full jitter.
+type Backoff struct {
+	Base config.Duration `toml:"base"`
+	Max  config.Duration `toml:"max"`
+	// ResetAfter: a session that stayed up this long resets the backoff.
+	ResetAfter config.Duration `toml:"reset_after"`
+}
+
+// TunnelConfig is one [tunnels.NAME] table.
+type TunnelConfig struct {
+	Proto      string `toml:"proto"`
+	Addr       string `toml:"addr"`
+	Subdomain  string `toml:"subdomain"`
+	Hostname   string `toml:"hostname"`
+	RemotePort int    `toml:"remote_port"`
+	// HostHeader: empty keeps the visitor's Host, "rewrite" sends the
+	// target's host:port, anything else is sent as is.
+	HostHeader string `toml:"host_header"`
+	// InsecureSkipVerify accepts any certificate from an https:// local
+	// target (self-signed development servers).
+	InsecureSkipVerify bool `toml:"insecure_skip_verify"`
+}
+
+// DefaultConfig returns the client defaults.
+func DefaultConfig() Config {
+	return Config{
+		InspectAddr: "127.0.0.1:4040",
+		Reconnect: Backoff{
+			Base:       config.Duration(500 * time.Millisecond),
+			Max:        config.Duration(30 * time.Second),
+			ResetAfter: config.Duration(30 * time.Second),
+		},
+		HandshakeTimeout: config.Duration(15 * time.Second),
+	}
+}
+
+// Validate checks the config.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if len(c.Servers) == 0 {
+		bad("no server: pass --server ws://HOST:PORT or set PORTHOLE_SERVER")
+	}
+	for _, s := range c.Servers {
+		u, err := url.Parse(s)
+		if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
+			bad("server %q is not a ws:// or wss:// URL", s)
+		}
+	}
+	if (c.Cert == "") != (c.Key == "") {
+		bad("--cert and --key must be given together")
+	}
+	if c.Reconnect.Base <= 0 || c.Reconnect.Max < c.Reconnect.Base {
+		bad("reconnect: base must be positive and max at least base")
+	}
+	if c.HandshakeTimeout <= 0 {
+		bad("handshake_timeout must be positive")
+	}
+	for _, name := range c.TunnelNames() {
+		t := c.Tunnels[name]
+		if err := t.validate(); err != nil {
+			bad("tunnels.%s: %v", name, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (t *TunnelConfig) validate() error {
+	if t.Proto != "http" && t.Proto != "tcp" {
+		return fmt.Errorf("proto %q: want \"http\" or \"tcp\"", t.Proto)
+	}
+	if _, err := ParseTarget(t.Proto, t.Addr); err != nil {
+		return err
+	}
+	if t.Subdomain != "" {
+		if err := names.ValidateLabel(t.Subdomain); err != nil {
+			return err
+		}
+	}
+	if t.Hostname != "" {
+		if err := names.ValidateHostname(t.Hostname); err != nil {
+			return err
+		}
+	}
+	if t.Proto == "tcp" && (t.Subdomain != "" || t.Hostname != "") {
+		return errors.New("tcp tunnels take remote_port, not subdomain or hostname")
+	}
+	if t.Proto == "http" && t.RemotePort != 0 {
+		return errors.New("remote_port is for tcp tunnels")
+	}
+	if t.RemotePort < 0 || t.RemotePort > 65535 {
+		return fmt.Errorf("remote_port %d is not a port", t.RemotePort)
+	}
+	return nil
+}
+
+// TunnelNames returns the configured tunnel names, sorted.
+func (c *Config) TunnelNames() []string {
+	out := make([]string, 0, len(c.Tunnels))
+	for n := range c.Tunnels {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}

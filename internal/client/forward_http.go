@@ -1,0 +1,228 @@
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// httpForwarder serves one HTTP tunnel: the streams the server opens for it
+// are HTTP/1.1 connections, served by an http.Server whose handler is a
+// reverse proxy to the local app. It outlives sessions: after a reconnect,
+// the new session's streams arrive on the same listener.
+type httpForwarder struct {
+	t      *tunnel
+	log    *slog.Logger
+	ln     *streamListener
+	srv    *http.Server
+	tr     *http.Transport
+	target Target
+}
+
+func newHTTPForwarder(t *tunnel, log *slog.Logger) *httpForwarder {
+	f := &httpForwarder{t: t, log: log, target: t.target, ln: newStreamListener()}
+	f.tr = &http.Transport{
+		DialContext: newLocalDialer().DialContext,
+		// Keep as many idle connections to the app as the server keeps
+		// idle streams, so concurrent visitors reuse both.
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		DisableCompression:    true,
+		ForceAttemptHTTP2:     false,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		WriteBufferSize:       32 << 10,
+		ReadBufferSize:        32 << 10,
+		TLSClientConfig:       &tls.Config{InsecureSkipVerify: t.cfg.InsecureSkipVerify}, //nolint:gosec // opt-in for self-signed local apps
+	}
+	proxy := &httputil.ReverseProxy{
+		Rewrite:      f.rewrite,
+		Transport:    f.tr,
+		ErrorHandler: f.proxyError,
+		BufferPool:   bufferPool{},
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	f.srv = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			f.serve(proxy, w, r)
+		}),
+		// The server already enforced header limits and timeouts on the
+		// visitor; here the peer is the porthole server itself.
+		MaxHeaderBytes: 1 << 20,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	go f.srv.Serve(f.ln)
+	return f
+}
+
+func (f *httpForwarder) serve(proxy *httputil.ReverseProxy, w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &recorder{ResponseWriter: w}
+	f.t.requests.Add(1)
+	f.t.openConns.Add(1)
+	proxy.ServeHTTP(rec, r)
+	f.t.openConns.Add(-1)
+	status := rec.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	if status >= 500 {
+		f.t.errors.Add(1)
+	}
+	f.t.bytesOut.Add(rec.bytes)
+	if r.ContentLength > 0 {
+		f.t.bytesIn.Add(r.ContentLength)
+	}
+	f.log.Info("request", "method", r.Method, "path", r.URL.Path, "status", status,
+		"bytes", rec.bytes, "duration", time.Since(start).Round(time.Microsecond).String(),
+		"request_id", r.Header.Get("X-Request-Id"))
+}
+
+func (f *httpForwarder) rewrite(pr *httputil.ProxyRequest) {
+	pr.Out.URL.Scheme = f.target.Scheme
+	pr.Out.URL.Host = f.target.Host
+	switch h := f.t.cfg.HostHeader; h {
+	case "":
+		pr.Out.Host = pr.In.Host
+	case "rewrite":
+		pr.Out.Host = f.target.Host
+	default:
+		pr.Out.Host = h
+	}
+	// Rewrite drops Forwarded and X-Forwarded-* from the outgoing request;
+	// the server set them from the visitor's connection, so carry them on.
+	for _, k := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+		if v := pr.In.Header.Values(k); len(v) > 0 {
+			pr.Out.Header[k] = v
+		}
+	}
+}
+
+// proxyError explains to the visitor what went wrong on this side, naming
+// the local address, and logs it for the person running the client.
+func (f *httpForwarder) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(r.Context().Err(), context.Canceled) {
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Porthole-Error", "local_app_error")
+	var status int
+	var msg string
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		status = http.StatusBadGateway
+		msg = fmt.Sprintf("502 Bad Gateway: the porthole client could not reach the local app at %s (connection refused). Is it running?", f.target)
+		f.log.Warn("local app refused the connection", "target", f.target.String(), "request_id", r.Header.Get("X-Request-Id"))
+	case isTimeout(err):
+		status = http.StatusGatewayTimeout
+		msg = fmt.Sprintf("504 Gateway Timeout: the local app at %s did not answer in time.", f.target)
+		f.log.Warn("local app timed out", "target", f.target.String(), "err", err)
+	default:
+		status = http.StatusBadGateway
+		msg = fmt.Sprintf("502 Bad Gateway: error talking to the local app at %s: %v", f.target, trimErr(err))
+		f.log.Warn("local app error", "target", f.target.String(), "err", err)
+	}
+	w.WriteHeader(status)
+	fmt.Fprintln(w, msg)
+}
+
+func trimErr(err error) string {
+	s := err.Error()
+	if i := strings.LastIndex(s, ": "); i >= 0 && strings.HasPrefix(s, "dial") {
+		return s[i+2:]
+	}
+	return s
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func (f *httpForwarder) close() {
+	f.srv.Close()
+	f.tr.CloseIdleConnections()
+}
+
+// streamListener hands streams to an http.Server as if they were accepted
+// connections.
+type streamListener struct {
+	ch     chan net.Conn
+	done   chan struct{}
+	closer sync.Once
+}
+
+func newStreamListener() *streamListener {
+	return &streamListener{ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *streamListener) push(c net.Conn) {
+	select {
+	case l.ch <- c:
+	case <-l.done:
+		c.Close()
+	}
+}
+
+func (l *streamListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *streamListener) Close() error {
+	l.closer.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *streamListener) Addr() net.Addr { return streamAddr{} }
+
+type streamAddr struct{}
+
+func (streamAddr) Network() string { return "porthole" }
+func (streamAddr) String() string  { return "tunnel" }
+
+// recorder captures status and size; Unwrap lets ReverseProxy reach the
+// real writer for flushes and upgrades.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 || r.status < 200 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(p)
+	r.bytes += int64(n)
+	return n, err
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+type bufferPool struct{}
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *(copyBufs.Get().(*[]byte)) }
+func (bufferPool) Put(b []byte) { copyBufs.Put(&b) }

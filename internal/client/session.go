@@ -1,0 +1,279 @@
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/porthole/porthole/internal/protocol"
+	"github.com/porthole/porthole/internal/transport"
+)
+
+// serveSession runs one session: hello, binds, then streams and heartbeats
+// until the session ends.
+func (c *Client) serveSession(ctx context.Context, url string, mux *transport.Session) error {
+	defer mux.Close()
+	ctrl, err := mux.OpenStream()
+	if err != nil {
+		return err
+	}
+	w := protocol.NewWriter(ctrl)
+	r := protocol.NewReader(ctrl)
+
+	ctrl.SetDeadline(time.Now().Add(c.cfg.HandshakeTimeout.D()))
+	hello := &protocol.Hello{Version: protocol.Version, ClientVersion: c.deps.Version, ResumeToken: c.resume}
+	if err := w.Write(hello); err != nil {
+		return err
+	}
+	welcome, err := protocol.Expect[*protocol.Welcome](r)
+	if err != nil {
+		var perr *protocol.Error
+		if errors.As(err, &perr) && perr.Final {
+			return &FinalError{Err: perr}
+		}
+		return fmt.Errorf("handshake: %w", err)
+	}
+	if welcome.ResumeToken != "" {
+		c.resume = welcome.ResumeToken
+	}
+	hb := time.Duration(welcome.HeartbeatMillis) * time.Millisecond
+	if hb < time.Second || hb > 10*time.Second {
+		hb = 8 * time.Second
+	}
+	c.log.Info("connected", "server", url, "session", welcome.SessionID, "user", welcome.User)
+	c.deps.OnEvent(Event{Kind: EventConnected, Server: url})
+
+	// Ask for every tunnel; answers arrive on the control loop below.
+	for _, t := range c.tunnels {
+		if err := w.Write(t.bindMessage()); err != nil {
+			return err
+		}
+	}
+	ctrl.SetDeadline(time.Time{})
+
+	go c.acceptStreams(mux)
+
+	pingDone := make(chan struct{})
+	defer close(pingDone)
+	go heartbeat(w, hb, pingDone)
+
+	// On cancel, release the tunnels at once (no grace period on the
+	// server), then hang up.
+	stop := context.AfterFunc(ctx, func() {
+		ctrl.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		for _, t := range c.tunnels {
+			if id := t.unbound(); id != "" {
+				w.Write(&protocol.Unbind{TunnelID: id})
+			}
+		}
+		ctrl.Close()
+		time.AfterFunc(300*time.Millisecond, func() { mux.Close() })
+	})
+	defer stop()
+	defer c.unbindAll()
+
+	pending := len(c.tunnels)
+	for {
+		ctrl.SetReadDeadline(time.Now().Add(3 * hb))
+		m, err := r.Read()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				err = fmt.Errorf("server silent for %s: connection presumed dead", 3*hb)
+			} else if errors.Is(err, io.EOF) || mux.IsClosed() {
+				err = errors.New("connection to server lost")
+			}
+			c.deps.OnEvent(Event{Kind: EventDisconnected, Err: err, Server: url})
+			c.log.Warn("disconnected", "server", url, "err", err)
+			return err
+		}
+		switch m := m.(type) {
+		case *protocol.Bound:
+			t := c.tunnelByBindID(m.ID)
+			if t == nil {
+				continue
+			}
+			changed := t.bound(m)
+			c.byID.Store(m.TunnelID, t)
+			pending--
+			if pending == 0 {
+				c.state.Store(StateOnline)
+				c.since.Store(time.Now().UnixNano())
+			}
+			if changed {
+				c.deps.OnEvent(Event{Kind: EventForwarding, Tunnel: t.status()})
+			}
+			t.log.Info("tunnel online", "url", m.URLs[0], "target", t.target.String())
+		case *protocol.Error:
+			if m.ID != 0 {
+				t := c.tunnelByBindID(m.ID)
+				name := ""
+				if t != nil {
+					name = t.name
+				}
+				if m.Final {
+					return &FinalError{Err: fmt.Errorf("tunnel %s: %w", name, m)}
+				}
+				return fmt.Errorf("tunnel %s: %w", name, m)
+			}
+			if m.Final {
+				return &FinalError{Err: m}
+			}
+			return m
+		case *protocol.Notice:
+			c.log.Warn("server notice", "kind", m.Kind, "message", m.Message)
+			if m.Final {
+				return &FinalError{Err: fmt.Errorf("%s: %s", m.Kind, m.Message)}
+			}
+			c.deps.OnEvent(Event{Kind: EventDisconnected, Err: errors.New(m.Message), Server: url})
+			return errors.New(m.Message)
+		case *protocol.Ping:
+			w.Write(&protocol.Pong{Seq: m.Seq, UnixNano: m.UnixNano})
+		case *protocol.Pong:
+			c.rttNanos.Store(time.Now().UnixNano() - m.UnixNano)
+		}
+	}
+}
+
+// acceptStreams takes the streams the server opens and hands each to its
+// tunnel. It ends with the session.
+func (c *Client) acceptStreams(mux *transport.Session) {
+	for {
+		st, err := mux.AcceptStream()
+		if err != nil {
+			return
+		}
+		go func() {
+			st.SetReadDeadline(time.Now().Add(10 * time.Second))
+			h, err := protocol.ReadStreamHeader(st)
+			if err != nil {
+				c.log.Warn("bad stream from server", "err", err)
+				st.Close()
+				return
+			}
+			st.SetReadDeadline(time.Time{})
+			t := c.find(h.TunnelID)
+			if t == nil {
+				st.Close()
+				return
+			}
+			if t.http != nil {
+				t.http.ln.push(st)
+				return
+			}
+			t.serveTCP(st, h.RemoteAddr)
+		}()
+	}
+}
+
+func (c *Client) tunnelByBindID(id uint32) *tunnel {
+	for _, t := range c.tunnels {
+		if t.bindID == id {
+			return t
+		}
+	}
+	return nil
+}
+
+func (c *Client) unbindAll() {
+	for _, t := range c.tunnels {
+		if id := t.unbound(); id != "" {
+			c.byID.Delete(id)
+		}
+	}
+}
+
+// bindMessage asks for the tunnel; after a first bind, it asks for the same
+// name again so a reconnect keeps the URL.
+func (t *tunnel) bindMessage() *protocol.Bind {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	b := &protocol.Bind{ID: t.bindID, Name: t.name, Kind: t.cfg.Proto, Subdomain: t.cfg.Subdomain, Hostname: t.cfg.Hostname, RemotePort: t.cfg.RemotePort}
+	if t.random {
+		b.Random = true
+		if t.cfg.Proto == "tcp" {
+			b.RemotePort = t.port
+		} else {
+			b.Subdomain = t.assigned
+		}
+	}
+	return b
+}
+
+// bound records the server's answer; it reports whether the URL changed.
+func (t *tunnel) bound(m *protocol.Bound) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	changed := len(t.urls) == 0 || t.urls[0] != m.URLs[0]
+	t.serverID = m.TunnelID
+	t.urls = m.URLs
+	t.port = m.Port
+	if t.cfg.Subdomain == "" && t.cfg.Hostname == "" && t.cfg.RemotePort == 0 {
+		t.random = true
+		if m.Hostname != "" {
+			t.assigned, _, _ = strings.Cut(m.Hostname, ".")
+		}
+	}
+	return changed
+}
+
+// unbound forgets the server-side id and returns it.
+func (t *tunnel) unbound() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	id := t.serverID
+	t.serverID = ""
+	return id
+}
+
+// isFinalTLSError reports TLS failures that retrying cannot fix: the
+// server's certificate does not verify, or the server refused ours.
+func isFinalTLSError(err error) bool {
+	var (
+		unknown  x509.UnknownAuthorityError
+		invalid  x509.CertificateInvalidError
+		hostname x509.HostnameError
+		verify   *tls.CertificateVerificationError
+		alert    tls.AlertError
+	)
+	if errors.As(err, &unknown) || errors.As(err, &invalid) || errors.As(err, &hostname) || errors.As(err, &verify) {
+		return true
+	}
+	if errors.As(err, &alert) {
+		// bad_certificate, unsupported_certificate, certificate_revoked,
+		// certificate_expired, certificate_unknown, unknown_ca,
+		// access_denied, certificate_required (RFC 8446 section 6).
+		switch alert {
+		case 42, 43, 44, 45, 46, 48, 49, 116:
+			return true
+		}
+	}
+	return false
+}
+
+
+// heartbeat pings the server every interval until done is closed.
+func heartbeat(w *protocol.Writer, every time.Duration, done <-chan struct{}) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	// The first ping goes at once, so latency is known from the start.
+	for seq := uint64(1); ; seq++ {
+		if w.Write(&protocol.Ping{Seq: seq, UnixNano: time.Now().UnixNano()}) != nil {
+			return
+		}
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,94 @@
+package client
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/porthole/porthole/internal/transport"
+)
+
+// tunnel is one configured tunnel and what the server gave it.
+type tunnel struct {
+	bindID uint32
+	name   string
+	cfg    TunnelConfig
+	target Target
+	log    *slog.Logger
+	http   *httpForwarder // HTTP tunnels
+
+	mu       sync.Mutex
+	serverID string   // current server-side tunnel id
+	urls     []string // public URLs; kept across reconnects
+	assigned string   // subdomain or port the server chose, asked for again on reconnect
+	port     int
+	random   bool
+
+	requests  atomic.Int64
+	errors    atomic.Int64
+	bytesIn   atomic.Int64
+	bytesOut  atomic.Int64
+	openConns atomic.Int64
+}
+
+// TunnelStatus is a tunnel as reported by the status API and events.
+type TunnelStatus struct {
+	Name        string   `json:"name"`
+	Proto       string   `json:"proto"`
+	URL         string   `json:"public_url"`
+	URLs        []string `json:"public_urls"`
+	Target      string   `json:"target"`
+	Requests    int64    `json:"requests"`
+	Errors      int64    `json:"errors"`
+	BytesIn     int64    `json:"bytes_in"`
+	BytesOut    int64    `json:"bytes_out"`
+	OpenConns   int64    `json:"open_connections"`
+	Bound       bool     `json:"bound"`
+	BoundSince  string   `json:"bound_since,omitempty"`
+	boundSince  time.Time
+}
+
+func (t *tunnel) status() *TunnelStatus {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := &TunnelStatus{
+		Name:      t.name,
+		Proto:     t.cfg.Proto,
+		URLs:      append([]string(nil), t.urls...),
+		Target:    t.target.String(),
+		Requests:  t.requests.Load(),
+		Errors:    t.errors.Load(),
+		BytesIn:   t.bytesIn.Load(),
+		BytesOut:  t.bytesOut.Load(),
+		OpenConns: t.openConns.Load(),
+		Bound:     t.serverID != "",
+	}
+	if len(t.urls) > 0 {
+		st.URL = t.urls[0]
+	}
+	return st
+}
+
+// serveTCP forwards one TCP stream to the local target.
+func (t *tunnel) serveTCP(st net.Conn, remote string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	local, err := newLocalDialer().DialContext(ctx, "tcp", t.target.Host)
+	cancel()
+	if err != nil {
+		t.errors.Add(1)
+		t.log.Warn("local app unreachable", "target", t.target.String(), "err", err)
+		st.Close()
+		return
+	}
+	t.requests.Add(1)
+	t.openConns.Add(1)
+	start := time.Now()
+	in, out := transport.Join(st, local)
+	t.openConns.Add(-1)
+	t.bytesIn.Add(in)
+	t.bytesOut.Add(out)
+	t.log.Info("tcp connection", "remote", remote, "bytes_in", in, "bytes_out", out, "duration", time.Since(start).Round(time.Millisecond).String())
+}

@@ -1,0 +1,198 @@
+package protocol
+
+// Version is the control protocol version this build speaks. A peer that
+// announces another version gets an error with code CodeUnsupportedVersion.
+const Version = 1
+
+// Subprotocol is the WebSocket subprotocol a client asks for. It names the
+// protocol version so that an incompatible server refuses at the handshake.
+const Subprotocol = "porthole.v1"
+
+// MaxMessageSize caps one control message payload (after the 5-byte frame
+// header). Larger frames are a protocol error: they close the session.
+const MaxMessageSize = 64 << 10
+
+// MaxStreamHeaderSize caps the header that opens each proxied stream.
+const MaxStreamHeaderSize = 4 << 10
+
+// MsgType identifies a control message. The values are part of the wire
+// format (spec.md) and never change meaning.
+type MsgType byte
+
+const (
+	TypeHello   MsgType = 0x01 // client -> server: first message, version and credentials
+	TypeWelcome MsgType = 0x02 // server -> client: session accepted
+	TypeBind    MsgType = 0x03 // client -> server: ask for a tunnel
+	TypeBound   MsgType = 0x04 // server -> client: tunnel is live, with its public URL
+	TypeError   MsgType = 0x05 // server -> client: a request failed or the session ends
+	TypeUnbind  MsgType = 0x06 // client -> server: release a tunnel now (no grace period)
+	TypePing    MsgType = 0x07 // either way: heartbeat
+	TypePong    MsgType = 0x08 // either way: heartbeat answer
+	TypeNotice  MsgType = 0x09 // server -> client: revoked, shutting down, ...
+)
+
+func (t MsgType) String() string {
+	switch t {
+	case TypeHello:
+		return "hello"
+	case TypeWelcome:
+		return "welcome"
+	case TypeBind:
+		return "bind"
+	case TypeBound:
+		return "bound"
+	case TypeError:
+		return "error"
+	case TypeUnbind:
+		return "unbind"
+	case TypePing:
+		return "ping"
+	case TypePong:
+		return "pong"
+	case TypeNotice:
+		return "notice"
+	}
+	return "unknown"
+}
+
+// Message is implemented by every control message struct.
+type Message interface {
+	Type() MsgType
+}
+
+// Hello opens a session. Credentials are usually sent as HTTP headers on the
+// WebSocket handshake too, so that a bad one is refused before the upgrade;
+// they are repeated here for transports that cannot carry headers.
+type Hello struct {
+	Version       int    `json:"version"`
+	ClientVersion string `json:"client_version,omitempty"`
+	APIKey        string `json:"api_key,omitempty"`
+	Token         string `json:"token,omitempty"`
+	// ResumeToken, from an earlier Welcome, proves that this client held the
+	// names it is about to bind again, so it gets them back within the grace
+	// period.
+	ResumeToken string `json:"resume_token,omitempty"`
+}
+
+// Welcome accepts a session.
+type Welcome struct {
+	SessionID string `json:"session_id"`
+	// ResumeToken is secret; a client presents it on reconnect.
+	ResumeToken   string `json:"resume_token"`
+	ServerVersion string `json:"server_version,omitempty"`
+	User          string `json:"user,omitempty"`
+	// HeartbeatMillis is how often each side pings; a peer silent for three
+	// intervals is considered gone.
+	HeartbeatMillis int64 `json:"heartbeat_ms"`
+}
+
+// Tunnel kinds.
+const (
+	KindHTTP = "http"
+	KindTCP  = "tcp"
+)
+
+// Bind asks for a tunnel. ID is chosen by the client and echoed in the
+// answer (Bound or Error).
+type Bind struct {
+	ID         uint32 `json:"id"`
+	Name       string `json:"name,omitempty"` // the client's label for the tunnel
+	Kind       string `json:"kind"`
+	Subdomain  string `json:"subdomain,omitempty"`
+	Hostname   string `json:"hostname,omitempty"`
+	RemotePort int    `json:"remote_port,omitempty"`
+	// Random is set when the client did not ask for a name itself: on a
+	// reconnect it asks for the name it got before, but if that name is now
+	// held by someone else the server may pick a new random one instead of
+	// failing.
+	Random bool `json:"random,omitempty"`
+}
+
+// Bound says a tunnel is live.
+type Bound struct {
+	ID       uint32   `json:"id"`
+	TunnelID string   `json:"tunnel_id"`
+	Hostname string   `json:"hostname,omitempty"`
+	Port     int      `json:"port,omitempty"`
+	URLs     []string `json:"urls"`
+}
+
+// Error reports a failure. With ID set it answers that Bind; with ID zero it
+// concerns the whole session, which the server closes after sending it when
+// Final is set.
+type Error struct {
+	ID      uint32 `json:"id,omitempty"`
+	Code    Code   `json:"code"`
+	Message string `json:"message"`
+	// Final tells the client not to retry: retrying cannot succeed.
+	Final bool `json:"final"`
+	// RetryAfterMillis, when set, is how long the client should wait.
+	RetryAfterMillis int64 `json:"retry_after_ms,omitempty"`
+}
+
+// Unbind releases a tunnel at once.
+type Unbind struct {
+	TunnelID string `json:"tunnel_id"`
+}
+
+// Ping and Pong carry a sequence number and the sender's clock, echoed back,
+// so the sender can measure round-trip latency.
+type Ping struct {
+	Seq      uint64 `json:"seq"`
+	UnixNano int64  `json:"t"`
+}
+
+// Pong answers a Ping with its fields.
+type Pong struct {
+	Seq      uint64 `json:"seq"`
+	UnixNano int64  `json:"t"`
+}
+
+// Notice kinds.
+const (
+	NoticeShutdown = "shutdown" // server is going away; reconnect (elsewhere)
+	NoticeRevoked  = "revoked"  // the credential was revoked; final
+	NoticeKicked   = "kicked"   // an operator closed the session
+)
+
+// Notice tells the client something about the session.
+type Notice struct {
+	Kind    string `json:"kind"`
+	Message string `json:"message"`
+	Final   bool   `json:"final"`
+}
+
+func (*Hello) Type() MsgType   { return TypeHello }
+func (*Welcome) Type() MsgType { return TypeWelcome }
+func (*Bind) Type() MsgType    { return TypeBind }
+func (*Bound) Type() MsgType   { return TypeBound }
+func (*Error) Type() MsgType   { return TypeError }
+func (*Unbind) Type() MsgType  { return TypeUnbind }
+func (*Ping) Type() MsgType    { return TypePing }
+func (*Pong) Type() MsgType    { return TypePong }
+func (*Notice) Type() MsgType  { return TypeNotice }
+
+// newMessage returns an empty message of type t, or nil for an unknown type.
+func newMessage(t MsgType) Message {
+	switch t {
+	case TypeHello:
+		return &Hello{}
+	case TypeWelcome:
+		return &Welcome{}
+	case TypeBind:
+		return &Bind{}
+	case TypeBound:
+		return &Bound{}
+	case TypeError:
+		return &Error{}
+	case TypeUnbind:
+		return &Unbind{}
+	case TypePing:
+		return &Ping{}
+	case TypePong:
+		return &Pong{}
+	case TypeNotice:
+		return &Notice{}
+	}
+	return nil
+}

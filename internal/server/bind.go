@@ -1,0 +1,241 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/porthole/porthole/internal/names"
+	"github.com/porthole/porthole/internal/protocol"
+	"github.com/porthole/porthole/internal/registry"
+)
+
+func (ss *session) handleBind(b *protocol.Bind) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	t, err := ss.srv.bind(ctx, ss, b)
+	if err != nil {
+		var perr *protocol.Error
+		if !errors.As(err, &perr) {
+			perr = protocol.Err(protocol.CodeInternal, false, "bind failed: %v", err)
+		}
+		e := *perr
+		e.ID = b.ID
+		ss.log.Info("bind refused", "kind", b.Kind, "subdomain", b.Subdomain, "hostname", b.Hostname, "port", b.RemotePort, "code", e.Code, "reason", e.Message)
+		ss.w.Write(&e)
+		return
+	}
+	ss.log.Info("tunnel bound", "tunnel", t.key, "url", t.urls[0], "name", t.name)
+	ss.w.Write(&protocol.Bound{ID: b.ID, TunnelID: t.id, Hostname: t.hostname, Port: t.port, URLs: t.urls})
+}
+
+// bind validates a Bind, claims its name and creates the tunnel.
+func (s *Server) bind(ctx context.Context, ss *session, b *protocol.Bind) (*tunnel, error) {
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
+		return nil, protocol.Err(protocol.CodeShuttingDown, false, "server is shutting down")
+	}
+	if max := s.deps.Policy.MaxTunnels(ctx, ss.ident); max > 0 {
+		if n := s.userTunnels(ss); n >= max {
+			return nil, protocol.Err(protocol.CodeLimitExceeded, true, "tunnel limit reached: %d of %d tunnels in use", n, max)
+		}
+	}
+	t := &tunnel{id: newSessionID(), kind: b.Kind, name: b.Name, sess: ss, since: s.now()}
+	switch b.Kind {
+	case protocol.KindHTTP:
+		if err := s.bindHTTP(ctx, ss, b, t); err != nil {
+			return nil, err
+		}
+	case protocol.KindTCP:
+		if err := s.tcp.bind(ctx, ss, b, t); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, protocol.Err(protocol.CodeBadRequest, true, "unknown tunnel kind %q (want http or tcp)", b.Kind)
+	}
+	ss.addTunnel(t)
+	s.stats.tunnelsOpen.Add(1)
+	return t, nil
+}
+
+func (s *Server) bindHTTP(ctx context.Context, ss *session, b *protocol.Bind, t *tunnel) error {
+	if b.Hostname != "" {
+		host := strings.TrimSuffix(b.Hostname, ".")
+		if err := names.ValidateHostname(host); err != nil {
+			return protocol.Err(protocol.CodeInvalidName, true, "%v", err)
+		}
+		if host == s.cfg.Domain || strings.HasSuffix(host, "."+s.cfg.Domain) {
+			return protocol.Err(protocol.CodeInvalidName, true, "%s is under this server's domain; use --subdomain instead of --hostname", host)
+		}
+		if err := s.deps.Policy.CheckHostname(ctx, ss.ident, host); err != nil {
+			return err
+		}
+		return s.claimHTTP(ss, t, host)
+	}
+	if b.Subdomain != "" {
+		sub := b.Subdomain
+		err := s.checkSubdomain(ctx, ss, sub)
+		if err == nil {
+			err = s.claimHTTP(ss, t, sub+"."+s.cfg.Domain)
+		}
+		if err == nil || !b.Random {
+			if err == nil {
+				t.random = b.Random
+			}
+			return err
+		}
+		// A name the server chose earlier is gone (its grace period ran
+		// out and someone took it): choose a new one rather than fail.
+	}
+	var lastErr error
+	for range 16 {
+		sub, err := names.Generate(s.strategy)
+		if err != nil {
+			return protocol.Err(protocol.CodeInvalidName, true, "%v", err)
+		}
+		if s.reserved.Has(sub) {
+			continue
+		}
+		if lastErr = s.claimHTTP(ss, t, sub+"."+s.cfg.Domain); lastErr == nil {
+			t.random = true
+			return nil
+		}
+	}
+	return protocol.Err(protocol.CodeInternal, false, "could not find a free name: %v", lastErr)
+}
+
+func (s *Server) checkSubdomain(ctx context.Context, ss *session, sub string) error {
+	if err := names.ValidateLabel(sub); err != nil {
+		return protocol.Err(protocol.CodeInvalidName, true, "%v", err)
+	}
+	if s.reserved.Has(sub) {
+		return protocol.Err(protocol.CodeNameReserved, true, "subdomain %q is reserved on this server", sub)
+	}
+	return s.deps.Policy.CheckSubdomain(ctx, ss.ident, sub)
+}
+
+// claimHTTP takes host in the registry for t and builds t's proxy.
+func (s *Server) claimHTTP(ss *session, t *tunnel, host string) error {
+	t.key, t.hostname = host, host
+	s.setupProxy(t)
+	old, had := s.reg.Lookup(host)
+	if _, err := s.reg.Bind(host, ss.owner, t); err != nil {
+		if errors.Is(err, registry.ErrTaken) {
+			return protocol.Err(protocol.CodeNameTaken, true, "%s is in use by another client", host)
+		}
+		return err
+	}
+	if had && old.Endpoint != nil && old.Endpoint != t {
+		// The same client reconnected before its old session was found
+		// dead: the new session wins, the old one loses the name.
+		old.Endpoint.sess.dropTunnel(old.Endpoint)
+	}
+	if had {
+		s.stats.reconnects.Add(1)
+	}
+	t.urls = s.publicURLs(host)
+	return nil
+}
+
+// dropTunnel forgets t without releasing its name (someone else holds it now).
+func (ss *session) dropTunnel(t *tunnel) {
+	ss.mu.Lock()
+	_, ok := ss.tunnels[t.id]
+	delete(ss.tunnels, t.id)
+	ss.mu.Unlock()
+	if ok {
+		t.close()
+		ss.srv.stats.tunnelsOpen.Add(-1)
+	}
+}
+
+// releaseTunnel frees t's name (or holds it for grace) and its resources.
+func (s *Server) releaseTunnel(t *tunnel, grace time.Duration) {
+	switch t.kind {
+	case protocol.KindTCP:
+		s.tcp.release(t, grace)
+	default:
+		s.reg.Release(t.key, t, grace)
+	}
+	t.close()
+	s.stats.tunnelsOpen.Add(-1)
+}
+
+func (s *Server) userTunnels(ss *session) int {
+	if ss.ident.User == "" {
+		return ss.tunnelCount()
+	}
+	s.mu.Lock()
+	list := make([]*session, 0, len(s.sessions))
+	for _, o := range s.sessions {
+		if o.ident.User == ss.ident.User {
+			list = append(list, o)
+		}
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, o := range list {
+		n += o.tunnelCount()
+	}
+	return n
+}
+
+// publicURLs lists host's URLs, HTTPS first when it is on.
+func (s *Server) publicURLs(host string) []string {
+	var urls []string
+	if s.lnHTTPS != nil {
+		urls = append(urls, urlFor("https", host, s.httpsPort, s.cfg.PublicHTTPSPort, 443))
+	}
+	urls = append(urls, urlFor("http", host, s.httpPort, s.cfg.PublicPort, 80))
+	return urls
+}
+
+func urlFor(scheme, host string, port, override, def int) string {
+	if override != 0 {
+		port = override
+	}
+	if port == def {
+		return scheme + "://" + host
+	}
+	return scheme + "://" + host + ":" + strconv.Itoa(port)
+}
+
+// setupProxy gives an HTTP tunnel its reverse proxy. The transport keeps up
+// to tunnel.idle_streams idle streams, each one kept-alive HTTP/1.1
+// connection through the client to the local app, so that concurrent
+// visitors reuse connections instead of opening a stream and a local
+// connection per request.
+func (s *Server) setupProxy(t *tunnel) {
+	if t.proxy != nil {
+		return
+	}
+	t.transport = &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return t.openStream(ctx, "", "")
+		},
+		MaxIdleConnsPerHost: s.cfg.Tunnel.IdleStreams,
+		IdleConnTimeout:     90 * time.Second,
+		// Bodies pass through as the visitor and the app sent them.
+		DisableCompression: true,
+		WriteBufferSize:    32 << 10,
+		ReadBufferSize:     32 << 10,
+		// An expect-continue request waits this long for the app's
+		// "100 Continue" before the body is sent anyway.
+		ExpectContinueTimeout: 1 * time.Second,
+	}
+	t.proxy = &httputil.ReverseProxy{
+		Rewrite:        func(pr *httputil.ProxyRequest) { s.rewrite(t, pr) },
+		Transport:      t.transport,
+		ErrorHandler:   func(w http.ResponseWriter, r *http.Request, err error) { s.proxyError(t, w, r, err) },
+		ModifyResponse: modifyResponse,
+		BufferPool:     bufferPool{},
+		ErrorLog:       nil,
+	}
+}

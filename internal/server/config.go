@@ -1,0 +1,212 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/porthole/porthole/internal/config"
+	"github.com/porthole/porthole/internal/names"
+)
+
+// Config is everything the server reads from flags and its TOML file.
+type Config struct {
+	Domain     string `toml:"domain"`
+	HTTPAddr   string `toml:"http_addr"`
+	HTTPSAddr  string `toml:"https_addr"`
+	TunnelAddr string `toml:"tunnel_addr"`
+	AdminAddr  string `toml:"admin_addr"`
+	DataDir    string `toml:"data_dir"`
+	Database   string `toml:"database"`
+	NoAuth     bool   `toml:"no_auth"`
+	// PublicPort is the port shown in public URLs; 0 means the public
+	// listener's own port.
+	PublicPort int `toml:"public_port"`
+	// PublicHTTPSPort is the same for https URLs.
+	PublicHTTPSPort int    `toml:"public_https_port"`
+	TLSCert    string `toml:"tls_cert"`
+	TLSKey     string `toml:"tls_key"`
+	ClientCA   string `toml:"client_ca"`
+	TCPPorts   string `toml:"tcp_ports"`
+	// AdminToken protects the admin JSON API; empty disables the API.
+	AdminToken string `toml:"admin_token"`
+
+	Subdomains SubdomainConfig `toml:"subdomains"`
+	HTTP       HTTPConfig      `toml:"http"`
+	Tunnel     TunnelConfig    `toml:"tunnel"`
+	Limits     Limits          `toml:"limits"`
+}
+
+// SubdomainConfig chooses how tunnels are named.
+type SubdomainConfig struct {
+	// Strategy for clients that do not ask for a name: "random"
+	// (adjective-noun-number), "uuid", or "user" (clients must ask).
+	Strategy string `toml:"strategy"`
+	// Reserved names no tunnel may take. Empty means names.DefaultReserved.
+	Reserved []string `toml:"reserved"`
+}
+
+// HTTPConfig holds the public listeners' protections.
+type HTTPConfig struct {
+	ReadHeaderTimeout config.Duration `toml:"read_header_timeout"`
+	IdleTimeout       config.Duration `toml:"idle_timeout"`
+	// WriteTimeout bounds a whole response; 0 (the default) lets long
+	// downloads and server-sent event streams run.
+	WriteTimeout   config.Duration `toml:"write_timeout"`
+	MaxHeaderBytes int             `toml:"max_header_bytes"`
+	// ShutdownTimeout bounds how long in-flight requests may drain on
+	// SIGINT/SIGTERM.
+	ShutdownTimeout config.Duration `toml:"shutdown_timeout"`
+	// KeepAlive is the TCP keep-alive period on accepted connections.
+	KeepAlive config.Duration `toml:"tcp_keepalive"`
+}
+
+// TunnelConfig tunes client sessions.
+type TunnelConfig struct {
+	// GracePeriod keeps a disconnected client's names for it.
+	GracePeriod config.Duration `toml:"grace_period"`
+	// Heartbeat is the ping interval; a peer silent for three intervals is
+	// considered gone.
+	Heartbeat config.Duration `toml:"heartbeat"`
+	// HandshakeTimeout bounds the time from TCP accept to Welcome.
+	HandshakeTimeout config.Duration `toml:"handshake_timeout"`
+	// StreamWindow is the multiplexer's per-stream window in bytes.
+	StreamWindow int `toml:"stream_window"`
+	// IdleStreams is how many idle streams (kept-alive connections to the
+	// local app) the server keeps per tunnel for reuse.
+	IdleStreams int `toml:"idle_streams"`
+}
+
+// Limits are server-wide defaults, each overridable per user. Zero means
+// no limit.
+type Limits struct {
+	RequestsPerSecond       float64 `toml:"requests_per_second"`
+	Burst                   int     `toml:"burst"`
+	BandwidthBytesPerSecond int64   `toml:"bandwidth_bytes_per_second"`
+	MaxTunnelsPerUser       int     `toml:"max_tunnels_per_user"`
+}
+
+// DefaultConfig returns the defaults that ../CONTRACT and the README name.
+func DefaultConfig() Config {
+	return Config{
+		Domain:     "localhost",
+		HTTPAddr:   ":8080",
+		TunnelAddr: ":8081",
+		AdminAddr:  "127.0.0.1:8082",
+		DataDir:    "./porthole-data",
+		TCPPorts:   "20000-20999",
+		Subdomains: SubdomainConfig{Strategy: string(names.Readable)},
+		HTTP: HTTPConfig{
+			ReadHeaderTimeout: config.Duration(10 * time.Second),
+			IdleTimeout:       config.Duration(120 * time.Second),
+			MaxHeaderBytes:    64 << 10,
+			ShutdownTimeout:   config.Duration(15 * time.Second),
+			KeepAlive:         config.Duration(30 * time.Second),
+		},
+		Tunnel: TunnelConfig{
+			GracePeriod:      config.Duration(60 * time.Second),
+			Heartbeat:        config.Duration(8 * time.Second),
+			HandshakeTimeout: config.Duration(10 * time.Second),
+			IdleStreams:      128,
+		},
+	}
+}
+
+// Validate checks the config before any listener is opened.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	c.Domain = strings.TrimSuffix(strings.ToLower(c.Domain), ".")
+	if c.Domain != "localhost" {
+		if err := names.ValidateHostname(c.Domain); err != nil {
+			bad("domain: %v", err)
+		}
+	}
+	for _, a := range []struct{ name, addr string }{{"http_addr", c.HTTPAddr}, {"tunnel_addr", c.TunnelAddr}, {"admin_addr", c.AdminAddr}, {"https_addr", c.HTTPSAddr}} {
+		if a.addr == "" {
+			if a.name != "https_addr" && a.name != "admin_addr" {
+				bad("%s: must be set", a.name)
+			}
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			bad("%s: %q is not HOST:PORT (%v)", a.name, a.addr, err)
+		}
+	}
+	if c.PublicPort < 0 || c.PublicPort > 65535 {
+		bad("public_port: %d is not a port", c.PublicPort)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("tls_cert and tls_key must be given together")
+	}
+	if c.HTTPSAddr != "" && c.TLSCert == "" {
+		bad("https_addr needs tls_cert and tls_key")
+	}
+	if c.ClientCA != "" && c.TLSCert == "" {
+		bad("client_ca needs tls_cert and tls_key: client certificates are checked on the TLS tunnel listener")
+	}
+	if _, _, err := ParsePortRange(c.TCPPorts); err != nil {
+		bad("tcp_ports: %v", err)
+	}
+	if _, err := names.ParseStrategy(c.Subdomains.Strategy); err != nil {
+		bad("subdomains.strategy: %v", err)
+	}
+	for _, r := range c.Subdomains.Reserved {
+		if err := names.ValidateLabel(r); err != nil {
+			bad("subdomains.reserved: %v", err)
+		}
+	}
+	if c.HTTP.ReadHeaderTimeout <= 0 {
+		bad("http.read_header_timeout must be positive")
+	}
+	if c.HTTP.MaxHeaderBytes < 4096 {
+		bad("http.max_header_bytes: %d is below the 4096 minimum", c.HTTP.MaxHeaderBytes)
+	}
+	if c.HTTP.IdleTimeout < 0 || c.HTTP.WriteTimeout < 0 || c.HTTP.ShutdownTimeout < 0 {
+		bad("http timeouts may not be negative")
+	}
+	if c.Tunnel.GracePeriod < 0 {
+		bad("tunnel.grace_period may not be negative")
+	}
+	if c.Tunnel.Heartbeat < config.Duration(time.Second) || c.Tunnel.Heartbeat > config.Duration(10*time.Second) {
+		bad("tunnel.heartbeat must be between 1s and 10s, so a dead peer is found within 30s")
+	}
+	if c.Tunnel.HandshakeTimeout <= 0 {
+		bad("tunnel.handshake_timeout must be positive")
+	}
+	if c.Tunnel.StreamWindow != 0 && (c.Tunnel.StreamWindow < 256<<10 || c.Tunnel.StreamWindow > 64<<20) {
+		bad("tunnel.stream_window must be between 262144 and 67108864 bytes")
+	}
+	if c.Tunnel.IdleStreams < 1 {
+		bad("tunnel.idle_streams must be at least 1")
+	}
+	if err := c.Limits.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks limit values.
+func (l *Limits) Validate() error {
+	if l.RequestsPerSecond < 0 || l.Burst < 0 || l.BandwidthBytesPerSecond < 0 || l.MaxTunnelsPerUser < 0 {
+		return errors.New("limits: values may not be negative")
+	}
+	return nil
+}
+
+// ParsePortRange parses "LO-HI".
+func ParsePortRange(s string) (lo, hi int, err error) {
+	a, b, ok := strings.Cut(s, "-")
+	if !ok {
+		return 0, 0, fmt.Errorf("%q is not a range LO-HI", s)
+	}
+	lo, err1 := strconv.Atoi(strings.TrimSpace(a))
+	hi, err2 := strconv.Atoi(strings.TrimSpace(b))
+	if err1 != nil || err2 != nil || lo < 1 || hi > 65535 || lo > hi {
+		return 0, 0, fmt.Errorf("%q is not a range LO-HI of ports 1-65535", s)
+	}
+	return lo, hi, nil
+}

@@ -1,0 +1,131 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/porthole/porthole/internal/auth"
+	"github.com/porthole/porthole/internal/protocol"
+	"github.com/porthole/porthole/internal/transport"
+)
+
+// serveTunnelHandshake is the tunnel listener's handler. Credentials sent
+// as headers are checked before the WebSocket upgrade, so a refused client
+// costs one HTTP exchange and learns why from a JSON body.
+func (s *Server) serveTunnelHandshake(w http.ResponseWriter, r *http.Request) {
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		if r.URL.Path == "/" && r.Method == http.MethodGet {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(http.StatusUpgradeRequired)
+			w.Write([]byte("This is a porthole tunnel listener. Connect to it with: porthole http PORT --server " + s.TunnelURL() + "\n"))
+			return
+		}
+		http.NotFound(w, r)
+		return
+	}
+	if !offersSubprotocol(r, protocol.Subprotocol) {
+		s.stats.handshakeFailed.Add(1)
+		protocol.WriteRefusal(w, http.StatusBadRequest, protocol.Err(protocol.CodeUnsupportedVersion, true,
+			"this server speaks %s; the client asked for %q: upgrade porthole on the side that is older",
+			protocol.Subprotocol, r.Header.Get("Sec-WebSocket-Protocol")))
+		return
+	}
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
+		protocol.WriteRefusal(w, http.StatusServiceUnavailable, protocol.Err(protocol.CodeShuttingDown, false, "server is shutting down"))
+		return
+	}
+	creds := credentialsFrom(r)
+	var ident *auth.Identity
+	var err error
+	if !s.cfg.NoAuth && creds.Empty() {
+		err = auth.ErrNoCredentials
+	} else {
+		ident, err = s.deps.Auth.Authenticate(r.Context(), creds)
+	}
+	if err != nil {
+		s.stats.handshakeFailed.Add(1)
+		perr := authError(err)
+		s.log.Info("client refused", "remote", r.RemoteAddr, "code", perr.Code, "reason", perr.Message)
+		status := http.StatusUnauthorized
+		if perr.Code == protocol.CodeForbidden {
+			status = http.StatusForbidden
+		} else if perr.Code == protocol.CodeRateLimited {
+			status = http.StatusTooManyRequests
+		}
+		protocol.WriteRefusal(w, status, perr)
+		return
+	}
+	mux, err := transport.Accept(w, r, s.mux)
+	if err != nil {
+		s.log.Info("websocket handshake failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	id := newSessionID()
+	ss := &session{
+		srv:     s,
+		id:      id,
+		mux:     mux,
+		ident:   ident,
+		remote:  r.RemoteAddr,
+		since:   s.now(),
+		log:     s.log.With("session", id, "remote", r.RemoteAddr),
+		tunnels: make(map[string]*tunnel),
+		done:    make(chan struct{}),
+	}
+	if !s.addSession(ss) {
+		mux.Close()
+		return
+	}
+	s.stats.sessionsTotal.Add(1)
+	s.stats.sessionsOpen.Add(1)
+	ss.run()
+}
+
+func offersSubprotocol(r *http.Request, want string) bool {
+	for _, h := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for _, p := range strings.Split(h, ",") {
+			if strings.TrimSpace(p) == want {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// credentialsFrom collects what the client presented: a bearer credential
+// (an API key or a token, told apart by the key prefix) and a verified
+// client certificate.
+func credentialsFrom(r *http.Request) auth.Credentials {
+	c := auth.Credentials{RemoteAddr: r.RemoteAddr}
+	if v := r.Header.Get("Authorization"); v != "" {
+		if scheme, cred, ok := strings.Cut(v, " "); ok && strings.EqualFold(scheme, "Bearer") {
+			cred = strings.TrimSpace(cred)
+			if auth.LooksLikeAPIKey(cred) {
+				c.APIKey = cred
+			} else {
+				c.Token = cred
+			}
+		}
+	}
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		c.PeerCerts = r.TLS.VerifiedChains[0]
+	}
+	return c
+}
+
+// authError turns an authentication failure into what the client is told.
+func authError(err error) *protocol.Error {
+	var perr *protocol.Error
+	if errors.As(err, &perr) {
+		return perr
+	}
+	return protocol.Err(protocol.CodeUnauthorized, true, "%v", err)
+}
+
+func noticeShutdown() *protocol.Notice {
+	return &protocol.Notice{Kind: protocol.NoticeShutdown, Message: "server is shutting down", Final: false}
+}

@@ -1,0 +1,364 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/porthole/porthole/internal/auth"
+	"github.com/porthole/porthole/internal/names"
+	"github.com/porthole/porthole/internal/registry"
+	"github.com/porthole/porthole/internal/transport"
+)
+
+// Deps are the parts a server is built from. Only Logger is required.
+type Deps struct {
+	Logger *slog.Logger
+	// Auth checks client credentials; nil requires Config.NoAuth.
+	Auth auth.Authenticator
+	// Policy decides which names an identity may bind; nil allows any free
+	// subdomain and no custom hostnames.
+	Policy Policy
+	// TLS serves the HTTPS and WSS listeners when set.
+	TLS *tls.Config
+	// Ready, when set, is consulted by /readyz (e.g. a database ping).
+	Ready func(context.Context) error
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Version is reported to clients.
+	Version string
+}
+
+// Server is a running porthole server. Create it with New, open its
+// listeners with Start, and stop it by cancelling the context given to Run.
+type Server struct {
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+	now  func() time.Time
+
+	strategy names.Strategy
+	reserved names.ReservedSet
+	reg      *registry.Memory[*tunnel]
+	mux      transport.Options
+
+	mu       sync.Mutex
+	sessions map[string]*session
+	closing  bool
+
+	public, tunnelSrv, admin, https *http.Server
+	lnPublic, lnTunnel, lnAdmin     net.Listener
+	lnHTTPS                         net.Listener
+	httpPort, httpsPort             int
+	tcp                             *tcpPorts
+
+	started atomic.Bool
+	stats   stats
+}
+
+// New builds a server from a validated config.
+func New(cfg Config, deps Deps) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Logger == nil {
+		return nil, errors.New("server: Deps.Logger is required")
+	}
+	if deps.Auth == nil {
+		if !cfg.NoAuth {
+			return nil, errors.New("server: no authenticator configured and --no-auth not given")
+		}
+		deps.Auth = auth.Open{}
+	}
+	if deps.Policy == nil {
+		deps.Policy = OpenPolicy{}
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	strategy, _ := names.ParseStrategy(cfg.Subdomains.Strategy)
+	reserved := cfg.Subdomains.Reserved
+	if len(reserved) == 0 {
+		reserved = names.DefaultReserved
+	}
+	lo, hi, _ := ParsePortRange(cfg.TCPPorts)
+	s := &Server{
+		cfg:      cfg,
+		deps:     deps,
+		log:      deps.Logger,
+		now:      deps.Now,
+		strategy: strategy,
+		reserved: names.NewReservedSet(reserved),
+		reg:      registry.NewMemory[*tunnel](deps.Now),
+		sessions: make(map[string]*session),
+		mux: transport.Options{
+			StreamWindow: uint32(cfg.Tunnel.StreamWindow),
+			// Clients open only the control stream; a small backlog bounds
+			// what a misbehaving client can make us buffer.
+			AcceptBacklog: 4,
+			Logger:        deps.Logger,
+		},
+	}
+	s.tcp = newTCPPorts(s, lo, hi)
+	return s, nil
+}
+
+// Start opens every listener and starts serving. Addresses can be read
+// with the *Addr methods afterwards.
+func (s *Server) Start() (err error) {
+	defer func() {
+		if err != nil {
+			s.closeListeners()
+		}
+	}()
+	keepAlive := s.cfg.HTTP.KeepAlive.D()
+	if s.lnPublic, err = listen(s.cfg.HTTPAddr, keepAlive); err != nil {
+		return fmt.Errorf("public HTTP listener: %w", err)
+	}
+	s.httpPort = portOf(s.lnPublic.Addr())
+	if s.lnTunnel, err = listen(s.cfg.TunnelAddr, keepAlive); err != nil {
+		return fmt.Errorf("tunnel listener: %w", err)
+	}
+	if s.cfg.AdminAddr != "" {
+		if s.lnAdmin, err = listen(s.cfg.AdminAddr, keepAlive); err != nil {
+			return fmt.Errorf("admin listener: %w", err)
+		}
+	}
+	if s.cfg.HTTPSAddr != "" {
+		if s.deps.TLS == nil {
+			return errors.New("https listener needs a TLS configuration")
+		}
+		if s.lnHTTPS, err = listen(s.cfg.HTTPSAddr, keepAlive); err != nil {
+			return fmt.Errorf("public HTTPS listener: %w", err)
+		}
+		s.httpsPort = portOf(s.lnHTTPS.Addr())
+	}
+
+	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)
+	s.public = s.publicServer(errLog)
+	s.tunnelSrv = &http.Server{
+		Handler:           http.HandlerFunc(s.serveTunnelHandshake),
+		ReadHeaderTimeout: s.cfg.Tunnel.HandshakeTimeout.D(),
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          errLog,
+	}
+	go serve(s.public, s.lnPublic, nil)
+	tunnelLn := s.lnTunnel
+	if s.deps.TLS != nil {
+		tunnelLn = tls.NewListener(s.lnTunnel, s.tunnelTLSConfig())
+	}
+	go serve(s.tunnelSrv, tunnelLn, nil)
+	if s.lnHTTPS != nil {
+		s.https = s.publicServer(errLog)
+		go serve(s.https, tls.NewListener(s.lnHTTPS, s.publicTLSConfig()), nil)
+	}
+	if s.lnAdmin != nil {
+		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+		go serve(s.admin, s.lnAdmin, nil)
+	}
+	go s.sweepLoop()
+	s.started.Store(true)
+	s.log.Info("server started",
+		"domain", s.cfg.Domain,
+		"http", s.lnPublic.Addr().String(),
+		"https", addrString(s.lnHTTPS),
+		"tunnel", s.lnTunnel.Addr().String(),
+		"tunnel_tls", s.deps.TLS != nil,
+		"admin", addrString(s.lnAdmin),
+		"auth", !s.cfg.NoAuth)
+	if s.cfg.NoAuth {
+		s.log.Warn("authentication is off (--no-auth): anyone who reaches the tunnel listener can open tunnels; use this for development only")
+	}
+	return nil
+}
+
+func (s *Server) publicServer(errLog interface{ Print(...any) }) *http.Server {
+	l := slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)
+	return &http.Server{
+		Handler:           http.HandlerFunc(s.servePublic),
+		ReadHeaderTimeout: s.cfg.HTTP.ReadHeaderTimeout.D(),
+		IdleTimeout:       s.cfg.HTTP.IdleTimeout.D(),
+		WriteTimeout:      s.cfg.HTTP.WriteTimeout.D(),
+		MaxHeaderBytes:    s.cfg.HTTP.MaxHeaderBytes,
+		ErrorLog:          l,
+	}
+}
+
+func (s *Server) tunnelTLSConfig() *tls.Config {
+	c := s.deps.TLS.Clone()
+	c.NextProtos = []string{"http/1.1"}
+	return c
+}
+
+func (s *Server) publicTLSConfig() *tls.Config {
+	c := s.deps.TLS.Clone()
+	c.NextProtos = []string{"h2", "http/1.1"}
+	// Client certificates identify tunnel clients only; visitors are
+	// never asked for one.
+	c.ClientAuth = tls.NoClientCert
+	c.ClientCAs = nil
+	return c
+}
+
+// Run serves until ctx is cancelled, then shuts down gracefully: listeners
+// close, in-flight requests drain for up to http.shutdown_timeout, clients
+// are told the server is going away. It calls Start if needed.
+func (s *Server) Run(ctx context.Context) error {
+	if !s.started.Load() {
+		if err := s.Start(); err != nil {
+			return err
+		}
+	}
+	<-ctx.Done()
+	return s.Shutdown()
+}
+
+// Shutdown stops the server; see Run.
+func (s *Server) Shutdown() error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closing = true
+	s.mu.Unlock()
+	s.log.Info("shutting down: draining in-flight requests", "timeout", s.cfg.HTTP.ShutdownTimeout.D().String())
+
+	dctx, cancel := context.WithTimeout(context.Background(), s.cfg.HTTP.ShutdownTimeout.D())
+	defer cancel()
+	// Stop taking new clients first, then drain visitors; sessions stay up
+	// until their in-flight requests finish.
+	_ = s.tunnelSrv.Close()
+	s.tcp.closeAll()
+	var wg sync.WaitGroup
+	for _, hs := range []*http.Server{s.public, s.https} {
+		if hs == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := hs.Shutdown(dctx); err != nil {
+				s.log.Warn("drain timed out; closing remaining connections", "err", err)
+				hs.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	s.mu.Lock()
+	sessions := make([]*session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		sessions = append(sessions, ss)
+	}
+	s.mu.Unlock()
+	for _, ss := range sessions {
+		ss.notifyAndClose(noticeShutdown())
+	}
+	for _, ss := range sessions {
+		ss.wait(2 * time.Second)
+	}
+	if s.admin != nil {
+		_ = s.admin.Shutdown(dctx)
+	}
+	s.log.Info("server stopped")
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	for _, l := range []net.Listener{s.lnPublic, s.lnTunnel, s.lnAdmin, s.lnHTTPS} {
+		if l != nil {
+			l.Close()
+		}
+	}
+}
+
+func (s *Server) sweepLoop() {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for range t.C {
+		s.mu.Lock()
+		closing := s.closing
+		s.mu.Unlock()
+		if closing {
+			return
+		}
+		s.reg.Sweep()
+	}
+}
+
+// HTTPAddr returns the public HTTP listener's address.
+func (s *Server) HTTPAddr() net.Addr { return s.lnPublic.Addr() }
+
+// HTTPSAddr returns the public HTTPS listener's address, or nil.
+func (s *Server) HTTPSAddr() net.Addr { return addrOf(s.lnHTTPS) }
+
+// TunnelAddr returns the tunnel listener's address.
+func (s *Server) TunnelAddr() net.Addr { return s.lnTunnel.Addr() }
+
+// AdminAddr returns the admin listener's address, or nil.
+func (s *Server) AdminAddr() net.Addr { return addrOf(s.lnAdmin) }
+
+// TunnelURL returns the ws:// or wss:// URL clients should dial.
+func (s *Server) TunnelURL() string {
+	scheme := "ws"
+	if s.deps.TLS != nil {
+		scheme = "wss"
+	}
+	return scheme + "://" + s.lnTunnel.Addr().String()
+}
+
+func (s *Server) addSession(ss *session) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.sessions[ss.id] = ss
+	return true
+}
+
+func (s *Server) removeSession(ss *session) {
+	s.mu.Lock()
+	delete(s.sessions, ss.id)
+	s.mu.Unlock()
+}
+
+func listen(addr string, keepAlive time.Duration) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: keepAlive}
+	return lc.Listen(context.Background(), "tcp", addr)
+}
+
+func serve(hs *http.Server, ln net.Listener, _ error) {
+	_ = hs.Serve(ln)
+}
+
+func portOf(a net.Addr) int {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.Port
+	}
+	_, p, _ := net.SplitHostPort(a.String())
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+func addrOf(l net.Listener) net.Addr {
+	if l == nil {
+		return nil
+	}
+	return l.Addr()
+}
+
+func addrString(l net.Listener) string {
+	if l == nil {
+		return ""
+	}
+	return l.Addr().String()
+}

@@ -1,0 +1,158 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/porthole/porthole/internal/protocol"
+	"github.com/porthole/porthole/internal/registry"
+	"github.com/porthole/porthole/internal/transport"
+)
+
+// tcpPorts serves TCP tunnels: one listener per bound public port, on the
+// same host as the public HTTP listener.
+type tcpPorts struct {
+	s      *Server
+	lo, hi int
+
+	mu        sync.Mutex
+	listeners map[int]net.Listener
+	closed    bool
+}
+
+func newTCPPorts(s *Server, lo, hi int) *tcpPorts {
+	return &tcpPorts{s: s, lo: lo, hi: hi, listeners: make(map[int]net.Listener)}
+}
+
+func tcpKey(port int) string { return "tcp/" + strconv.Itoa(port) }
+
+func (p *tcpPorts) bind(ctx context.Context, ss *session, b *protocol.Bind, t *tunnel) error {
+	if b.RemotePort != 0 {
+		if b.RemotePort < p.lo || b.RemotePort > p.hi {
+			return protocol.Err(protocol.CodePortUnavailable, true, "port %d is outside this server's TCP range %d-%d", b.RemotePort, p.lo, p.hi)
+		}
+		if err := p.s.deps.Policy.CheckPort(ctx, ss.ident, b.RemotePort); err != nil {
+			return err
+		}
+		err := p.claim(ss, t, b.RemotePort)
+		if err == nil || !b.Random {
+			return err
+		}
+	}
+	// Try random ports: cheap when the range is mostly free, and a port
+	// is never handed out in a predictable order.
+	span := p.hi - p.lo + 1
+	for range min(64, span*2) {
+		port := p.lo + rand.IntN(span)
+		if _, held := p.s.reg.Lookup(tcpKey(port)); held {
+			continue
+		}
+		if err := p.claim(ss, t, port); err == nil {
+			t.random = true
+			return nil
+		}
+	}
+	return protocol.Err(protocol.CodePortUnavailable, false, "no free TCP port in %d-%d", p.lo, p.hi)
+}
+
+// claim takes port for t: the registry claim first (so two clients cannot
+// race), then the listener, which may already exist while the port was held
+// for this owner during a grace period.
+func (p *tcpPorts) claim(ss *session, t *tunnel, port int) error {
+	key := tcpKey(port)
+	if _, err := p.s.reg.Bind(key, ss.owner, t); err != nil {
+		if errors.Is(err, registry.ErrTaken) {
+			return protocol.Err(protocol.CodePortUnavailable, true, "port %d is in use by another client", port)
+		}
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		p.s.reg.Release(key, t, 0)
+		return protocol.Err(protocol.CodeShuttingDown, false, "server is shutting down")
+	}
+	if _, ok := p.listeners[port]; !ok {
+		host, _, _ := net.SplitHostPort(p.s.cfg.HTTPAddr)
+		ln, err := listen(net.JoinHostPort(host, strconv.Itoa(port)), p.s.cfg.HTTP.KeepAlive.D())
+		if err != nil {
+			p.s.reg.Release(key, t, 0)
+			return protocol.Err(protocol.CodePortUnavailable, true, "port %d is not available on the server: %v", port, errors.Unwrap(err))
+		}
+		p.listeners[port] = ln
+		go p.accept(port, ln)
+	}
+	t.key, t.port = key, port
+	t.urls = []string{fmt.Sprintf("tcp://%s:%d", p.s.cfg.Domain, port)}
+	return nil
+}
+
+func (p *tcpPorts) accept(port int, ln net.Listener) {
+	key := tcpKey(port)
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		claim, ok := p.s.reg.Lookup(key)
+		if !ok || claim.Endpoint == nil {
+			// Held for a reconnecting client: nobody to forward to.
+			c.Close()
+			continue
+		}
+		go p.forward(claim.Endpoint, c)
+	}
+}
+
+func (p *tcpPorts) forward(t *tunnel, c net.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	st, err := t.openStream(ctx, c.RemoteAddr().String(), c.LocalAddr().String())
+	cancel()
+	if err != nil {
+		c.Close()
+		return
+	}
+	t.requests.Add(1)
+	start := time.Now()
+	in, out := transport.Join(c, st)
+	p.s.log.Info("tcp connection", "port", t.port, "remote", c.RemoteAddr().String(), "bytes_in", in, "bytes_out", out,
+		"duration", time.Since(start).Round(time.Millisecond).String())
+}
+
+// release frees t's port, or holds it (listener included) for grace.
+func (p *tcpPorts) release(t *tunnel, grace time.Duration) {
+	p.s.reg.Release(t.key, t, grace)
+	if grace <= 0 {
+		p.closeIfFree(t.port)
+		return
+	}
+	time.AfterFunc(grace+time.Second, func() { p.closeIfFree(t.port) })
+}
+
+func (p *tcpPorts) closeIfFree(port int) {
+	if c, ok := p.s.reg.Lookup(tcpKey(port)); ok && c.Active() {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if ln, ok := p.listeners[port]; ok {
+		ln.Close()
+		delete(p.listeners, port)
+	}
+}
+
+func (p *tcpPorts) closeAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for port, ln := range p.listeners {
+		ln.Close()
+		delete(p.listeners, port)
+	}
+}

@@ -1,0 +1,93 @@
+package transport
+
+import (
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/hashicorp/yamux"
+)
+
+// Session is a multiplexed connection: streams are opened and accepted on it.
+type Session = yamux.Session
+
+// Options tunes a session. The zero value takes the defaults.
+type Options struct {
+	// StreamWindow is the most data a stream may have in flight, unread by
+	// the receiver. It bounds both a single stream's throughput (window /
+	// round-trip time) and the memory a slow reader can pin. yamux's
+	// protocol starts at 256 KiB; we let windows grow to this value.
+	StreamWindow uint32
+	// AcceptBacklog bounds streams opened but not yet accepted.
+	AcceptBacklog int
+	// WriteTimeout bounds how long a write may wait for the connection.
+	WriteTimeout time.Duration
+	// Logger receives the multiplexer's own messages at debug level.
+	Logger *slog.Logger
+}
+
+// DefaultStreamWindow is chosen by measurement (docs/benchmarks.md): enough
+// for a single stream to reach loopback line rate, small enough that a
+// thousand slow readers cannot pin more than a GiB.
+const DefaultStreamWindow = 1 << 20
+
+func (o Options) yamuxConfig() (*yamux.Config, error) {
+	cfg := yamux.DefaultConfig()
+	cfg.MaxStreamWindowSize = DefaultStreamWindow
+	if o.StreamWindow != 0 {
+		cfg.MaxStreamWindowSize = o.StreamWindow
+	}
+	if o.AcceptBacklog > 0 {
+		cfg.AcceptBacklog = o.AcceptBacklog
+	}
+	if o.WriteTimeout > 0 {
+		cfg.ConnectionWriteTimeout = o.WriteTimeout
+	}
+	// Liveness is checked by the control protocol's heartbeat, which also
+	// measures latency; yamux's own keepalive would only duplicate it.
+	cfg.EnableKeepAlive = false
+	cfg.StreamOpenTimeout = 15 * time.Second
+	cfg.StreamCloseTimeout = 30 * time.Second
+	cfg.LogOutput = nil
+	if o.Logger != nil {
+		cfg.Logger = log.New(slogWriter{o.Logger}, "", 0)
+	} else {
+		cfg.Logger = log.New(io.Discard, "", 0)
+	}
+	if err := yamux.VerifyConfig(cfg); err != nil {
+		return nil, fmt.Errorf("multiplexer config: %w", err)
+	}
+	return cfg, nil
+}
+
+// NewServerSession wraps conn (the accepted WebSocket) as the server side.
+func NewServerSession(conn net.Conn, o Options) (*Session, error) {
+	cfg, err := o.yamuxConfig()
+	if err != nil {
+		return nil, err
+	}
+	return yamux.Server(&coalescingConn{Conn: conn}, cfg)
+}
+
+// NewClientSession wraps conn (the dialed WebSocket) as the client side.
+func NewClientSession(conn net.Conn, o Options) (*Session, error) {
+	cfg, err := o.yamuxConfig()
+	if err != nil {
+		return nil, err
+	}
+	return yamux.Client(&coalescingConn{Conn: conn}, cfg)
+}
+
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	msg := string(p)
+	if n := len(msg); n > 0 && msg[n-1] == '\n' {
+		msg = msg[:n-1]
+	}
+	w.l.Debug(msg, "component", "mux")
+	return len(p), nil
+}

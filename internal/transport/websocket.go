@@ -1,0 +1,133 @@
+package transport
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/porthole/porthole/internal/protocol"
+)
+
+// Accept completes the WebSocket handshake on a request the caller has
+// already authorized, and returns the server side of a session.
+func Accept(w http.ResponseWriter, r *http.Request, o Options) (*Session, error) {
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		Subprotocols: []string{protocol.Subprotocol},
+		// Tunnel clients are programs, not browsers: there is no Origin
+		// to check, and credentials are not ambient cookies.
+		InsecureSkipVerify: true,
+		CompressionMode:    websocket.CompressionDisabled,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if ws.Subprotocol() != protocol.Subprotocol {
+		ws.Close(websocket.StatusProtocolError, "porthole: expected subprotocol "+protocol.Subprotocol)
+		return nil, fmt.Errorf("client did not ask for subprotocol %s", protocol.Subprotocol)
+	}
+	nc := websocket.NetConn(context.Background(), ws, websocket.MessageBinary)
+	s, err := NewServerSession(nc, o)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// DialOptions configures the client side of the handshake.
+type DialOptions struct {
+	Header    http.Header
+	TLSConfig *tls.Config
+	// Timeout bounds TCP connect, TLS and WebSocket handshakes together.
+	Timeout time.Duration
+	Mux     Options
+}
+
+// HandshakeError is a refusal by the server before the upgrade: it carries
+// the HTTP status and the server's reason, decoded from the JSON body when
+// the server is porthole.
+type HandshakeError struct {
+	Status int
+	Reason *protocol.Error
+}
+
+func (e *HandshakeError) Error() string {
+	return fmt.Sprintf("server refused the connection (HTTP %d): %s", e.Status, e.Reason.Message)
+}
+
+func (e *HandshakeError) Unwrap() error { return e.Reason }
+
+// Dial connects to a server's tunnel listener (ws:// or wss://) and returns
+// the client side of a session.
+func Dial(ctx context.Context, url string, o DialOptions) (*Session, error) {
+	if o.Timeout == 0 {
+		o.Timeout = 15 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	dialer := &net.Dialer{Timeout: o.Timeout, KeepAlive: 15 * time.Second}
+	tr := &http.Transport{
+		DialContext:         dialer.DialContext,
+		TLSClientConfig:     o.TLSConfig,
+		TLSHandshakeTimeout: o.Timeout,
+		ForceAttemptHTTP2:   false,
+		Proxy:               http.ProxyFromEnvironment,
+	}
+	defer tr.CloseIdleConnections()
+	ws, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{
+		HTTPClient:      &http.Client{Transport: tr},
+		HTTPHeader:      o.Header,
+		Subprotocols:    []string{protocol.Subprotocol},
+		CompressionMode: websocket.CompressionDisabled,
+	})
+	if err != nil {
+		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+			return nil, handshakeError(resp)
+		}
+		return nil, err
+	}
+	if ws.Subprotocol() != protocol.Subprotocol {
+		ws.Close(websocket.StatusProtocolError, "expected subprotocol "+protocol.Subprotocol)
+		return nil, &HandshakeError{Status: resp.StatusCode, Reason: protocol.Err(protocol.CodeUnsupportedVersion, true,
+			"server does not speak %s (is this a porthole tunnel listener?)", protocol.Subprotocol)}
+	}
+	nc := websocket.NetConn(context.Background(), ws, websocket.MessageBinary)
+	s, err := NewClientSession(nc, o.Mux)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func handshakeError(resp *http.Response) error {
+	var body []byte
+	if resp.Body != nil {
+		body, _ = io.ReadAll(io.LimitReader(resp.Body, 1024))
+	}
+	reason, ok := protocol.DecodeRefusal(body)
+	if !ok {
+		// Not a porthole server, or a proxy in between answered.
+		final := resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusNotFound
+		msg := http.StatusText(resp.StatusCode)
+		if resp.StatusCode == http.StatusNotFound {
+			msg = "no tunnel listener at this address (404); check --server"
+		}
+		reason = protocol.Err(protocol.CodeBadRequest, final, "%s", msg)
+	}
+	return &HandshakeError{Status: resp.StatusCode, Reason: reason}
+}
+
+// IsHandshakeError reports whether err is a refusal by the server.
+func IsHandshakeError(err error) (*HandshakeError, bool) {
+	var he *HandshakeError
+	ok := errors.As(err, &he)
+	return he, ok
+}
