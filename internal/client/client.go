@@ -232,4 +232,3 @@ func (c *Client) find(tunnelID string) *tunnel {
 	}
 	return v.(*tunnel)
 }
-

@@ -11,7 +11,7 @@ import (
 // and ::1 itself, starting with the one that worked last: apps listen on
 // either, and /etc/hosts does not always map localhost to both.
 type localDialer struct {
-	d       net.Dialer
+	d        net.Dialer
 	preferV6 atomic.Bool
 }
 

@@ -260,7 +260,6 @@ func isFinalTLSError(err error) bool {
 	return false
 }
 
-
 // heartbeat pings the server every interval until done is closed.
 func heartbeat(w *protocol.Writer, every time.Duration, done <-chan struct{}) {
 	tick := time.NewTicker(every)

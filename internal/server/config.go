@@ -27,10 +27,10 @@ type Config struct {
 	PublicPort int `toml:"public_port"`
 	// PublicHTTPSPort is the same for https URLs.
 	PublicHTTPSPort int    `toml:"public_https_port"`
-	TLSCert    string `toml:"tls_cert"`
-	TLSKey     string `toml:"tls_key"`
-	ClientCA   string `toml:"client_ca"`
-	TCPPorts   string `toml:"tcp_ports"`
+	TLSCert         string `toml:"tls_cert"`
+	TLSKey          string `toml:"tls_key"`
+	ClientCA        string `toml:"client_ca"`
+	TCPPorts        string `toml:"tcp_ports"`
 	// AdminToken protects the admin JSON API; empty disables the API.
 	AdminToken string `toml:"admin_token"`
 
