@@ -49,11 +49,11 @@ func (c Credentials) Empty() bool {
 
 // Authenticator resolves credentials to an identity.
 type Authenticator interface {
+	// Authenticate returns the identity for c, or an error whose message
+	// the client is shown (a *protocol.Error to choose the code).
+	// Revocation of a live session's credential is pushed to the server
+	// with Server.Revoke, not polled per session.
 	Authenticate(ctx context.Context, c Credentials) (*Identity, error)
-	// Recheck reports whether an identity established earlier is still
-	// valid (not revoked, not expired). The server calls it periodically
-	// for every live session.
-	Recheck(ctx context.Context, id *Identity) error
 }
 
 // ErrNoCredentials is returned when a server requires credentials and none
@@ -67,9 +67,6 @@ type Open struct{}
 func (Open) Authenticate(ctx context.Context, c Credentials) (*Identity, error) {
 	return &Identity{Method: MethodNone}, nil
 }
-
-// Recheck implements Authenticator.
-func (Open) Recheck(ctx context.Context, id *Identity) error { return nil }
 
 // APIKeyPrefix starts every API key, so that keys are recognizable in
 // configuration files and by secret scanners, and told apart from tokens.

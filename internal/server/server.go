@@ -362,3 +362,44 @@ func addrString(l net.Listener) string {
 	}
 	return l.Addr().String()
 }
+
+// Revoke ends every session authenticated with the credential whose id is
+// credentialID, freeing its names at once, and returns how many it ended.
+// The identity layer calls it when a key is revoked, in this process or
+// (seen through the store) in another.
+func (s *Server) Revoke(credentialID, reason string) int {
+	if credentialID == "" {
+		return 0
+	}
+	s.mu.Lock()
+	var hit []*session
+	for _, ss := range s.sessions {
+		if ss.ident != nil && ss.ident.CredentialID == credentialID {
+			hit = append(hit, ss)
+		}
+	}
+	s.mu.Unlock()
+	for _, ss := range hit {
+		ss.revoke(reason)
+	}
+	return len(hit)
+}
+
+// RevokeUser ends every session of user, e.g. when the user is deleted.
+func (s *Server) RevokeUser(user, reason string) int {
+	if user == "" {
+		return 0
+	}
+	s.mu.Lock()
+	var hit []*session
+	for _, ss := range s.sessions {
+		if ss.ident != nil && ss.ident.User == user {
+			hit = append(hit, ss)
+		}
+	}
+	s.mu.Unlock()
+	for _, ss := range hit {
+		ss.revoke(reason)
+	}
+	return len(hit)
+}
