@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/porthole/porthole/internal/httpfwd"
 )
 
 // httpForwarder serves one HTTP tunnel: the streams the server opens for it
@@ -48,7 +50,7 @@ func newHTTPForwarder(t *tunnel, log *slog.Logger) *httpForwarder {
 		Rewrite:      f.rewrite,
 		Transport:    f.tr,
 		ErrorHandler: f.proxyError,
-		BufferPool:   bufferPool{},
+		BufferPool:   httpfwd.BufferPool{},
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	f.srv = &http.Server{
@@ -66,24 +68,21 @@ func newHTTPForwarder(t *tunnel, log *slog.Logger) *httpForwarder {
 
 func (f *httpForwarder) serve(proxy *httputil.ReverseProxy, w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rec := &recorder{ResponseWriter: w}
+	rec := &httpfwd.Recorder{ResponseWriter: w}
 	f.t.requests.Add(1)
 	f.t.openConns.Add(1)
 	proxy.ServeHTTP(rec, r)
 	f.t.openConns.Add(-1)
-	status := rec.status
-	if status == 0 {
-		status = http.StatusOK
-	}
+	status := rec.StatusOrOK()
 	if status >= 500 {
 		f.t.errors.Add(1)
 	}
-	f.t.bytesOut.Add(rec.bytes)
+	f.t.bytesOut.Add(rec.Bytes)
 	if r.ContentLength > 0 {
 		f.t.bytesIn.Add(r.ContentLength)
 	}
 	f.log.Info("request", "method", r.Method, "path", r.URL.Path, "status", status,
-		"bytes", rec.bytes, "duration", time.Since(start).Round(time.Microsecond).String(),
+		"bytes", rec.Bytes, "duration", time.Since(start).Round(time.Microsecond).String(),
 		"request_id", r.Header.Get("X-Request-Id"))
 }
 
@@ -193,36 +192,3 @@ type streamAddr struct{}
 
 func (streamAddr) Network() string { return "porthole" }
 func (streamAddr) String() string  { return "tunnel" }
-
-// recorder captures status and size; Unwrap lets ReverseProxy reach the
-// real writer for flushes and upgrades.
-type recorder struct {
-	http.ResponseWriter
-	status int
-	bytes  int64
-}
-
-func (r *recorder) WriteHeader(code int) {
-	if r.status == 0 || r.status < 200 {
-		r.status = code
-	}
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *recorder) Write(p []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	n, err := r.ResponseWriter.Write(p)
-	r.bytes += int64(n)
-	return n, err
-}
-
-func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
-
-type bufferPool struct{}
-
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-func (bufferPool) Get() []byte  { return *(copyBufs.Get().(*[]byte)) }
-func (bufferPool) Put(b []byte) { copyBufs.Put(&b) }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/porthole/porthole/internal/httpfwd"
 	"github.com/porthole/porthole/internal/names"
 	"github.com/porthole/porthole/internal/protocol"
 	"github.com/porthole/porthole/internal/registry"
@@ -235,7 +236,7 @@ func (s *Server) setupProxy(t *tunnel) {
 		Transport:      t.transport,
 		ErrorHandler:   func(w http.ResponseWriter, r *http.Request, err error) { s.proxyError(t, w, r, err) },
 		ModifyResponse: modifyResponse,
-		BufferPool:     bufferPool{},
+		BufferPool:     httpfwd.BufferPool{},
 		ErrorLog:       nil,
 	}
 }

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -10,10 +9,11 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/yamux"
+
+	"github.com/porthole/porthole/internal/httpfwd"
 )
 
 // servePublic routes a visitor's request by its Host header.
@@ -56,20 +56,17 @@ func (s *Server) proxyRequest(t *tunnel, w http.ResponseWriter, r *http.Request)
 		id = newRequestID()
 		r.Header.Set("X-Request-Id", id)
 	}
-	rec := &recorder{ResponseWriter: w}
+	rec := &httpfwd.Recorder{ResponseWriter: w}
 	t.requests.Add(1)
 	t.proxy.ServeHTTP(rec, r)
-	status := rec.status
-	if status == 0 {
-		status = http.StatusOK
-	}
+	status := rec.StatusOrOK()
 	s.stats.countRequest(status)
 	s.log.Info("request",
 		"host", t.hostname,
 		"method", r.Method,
 		"path", r.URL.Path,
 		"status", status,
-		"bytes", rec.bytes,
+		"bytes", rec.Bytes,
 		"duration", time.Since(start).Round(time.Microsecond).String(),
 		"request_id", id,
 		"remote", r.RemoteAddr)
@@ -143,44 +140,3 @@ func canonicalHost(host string) string {
 func newRequestID() string {
 	return fmt.Sprintf("%016x%016x", rand.Uint64(), rand.Uint64())
 }
-
-// recorder captures status and size for the access log. Unwrap lets
-// http.ResponseController (used by ReverseProxy for flushing and protocol
-// upgrades) reach the real writer.
-type recorder struct {
-	http.ResponseWriter
-	status int
-	bytes  int64
-}
-
-func (r *recorder) WriteHeader(code int) {
-	if r.status == 0 || r.status < 200 {
-		r.status = code
-	}
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *recorder) Write(p []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	n, err := r.ResponseWriter.Write(p)
-	r.bytes += int64(n)
-	return n, err
-}
-
-func (r *recorder) Flush() { http.NewResponseController(r.ResponseWriter).Flush() }
-
-func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	return http.NewResponseController(r.ResponseWriter).Hijack()
-}
-
-func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
-
-// bufferPool lends ReverseProxy its copy buffers.
-type bufferPool struct{}
-
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-func (bufferPool) Get() []byte  { return *(copyBufs.Get().(*[]byte)) }
-func (bufferPool) Put(b []byte) { copyBufs.Put(&b) }
