@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/porthole/porthole/internal/protocol"
 	"github.com/porthole/porthole/internal/transport"
 )
 
@@ -148,6 +149,11 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		c.state.Store(StateReconnecting)
 		delay := backoffDelay(c.cfg.Reconnect, attempt)
+		var perr *protocol.Error
+		if errors.As(err, &perr) && perr.RetryAfterMillis > 0 {
+			// The server asked for at least this long (a limit was hit).
+			delay = max(delay, time.Duration(perr.RetryAfterMillis)*time.Millisecond)
+		}
 		attempt++
 		c.deps.OnEvent(Event{Kind: EventRetrying, Err: err, RetryIn: delay})
 		c.log.Info("reconnecting", "in", delay.Round(time.Millisecond).String(), "attempt", attempt, "err", err)

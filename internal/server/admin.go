@@ -8,6 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/porthole/porthole/internal/limits"
 )
 
 // adminHandler serves the admin listener: health, readiness and metrics.
@@ -60,6 +62,7 @@ var (
 	descStreamsTotal  = prometheus.NewDesc("porthole_streams_total", "Streams opened to clients since start.", nil, nil)
 	descHandshakeFail = prometheus.NewDesc("porthole_handshake_failures_total", "Tunnel handshakes refused.", nil, nil)
 	descReconnects    = prometheus.NewDesc("porthole_tunnel_reclaims_total", "Tunnels rebound to a name the same client held before.", nil, nil)
+	descLimitHits     = prometheus.NewDesc("porthole_limit_hits_total", "Requests, connections, binds or messages refused or slowed by a limit, by kind.", []string{"kind"}, nil)
 )
 
 // collector exports the server's counters; it reads them at scrape time,
@@ -67,7 +70,7 @@ var (
 type collector struct{ s *Server }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSessions, descSessionsTotal, descTunnels, descRequests, descBytes, descStreams, descStreamsTotal, descHandshakeFail, descReconnects} {
+	for _, d := range []*prometheus.Desc{descSessions, descSessionsTotal, descTunnels, descRequests, descBytes, descStreams, descStreamsTotal, descHandshakeFail, descReconnects, descLimitHits} {
 		ch <- d
 	}
 }
@@ -92,4 +95,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descStreamsTotal, st.streamsTotal.Load())
 	counter(descHandshakeFail, st.handshakeFailed.Load())
 	counter(descReconnects, st.reconnects.Load())
+	for _, k := range limits.AllKinds {
+		counter(descLimitHits, c.s.hits.Count(k), string(k))
+	}
 }

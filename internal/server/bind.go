@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/porthole/porthole/internal/httpfwd"
+	"github.com/porthole/porthole/internal/limits"
 	"github.com/porthole/porthole/internal/names"
 	"github.com/porthole/porthole/internal/protocol"
 	"github.com/porthole/porthole/internal/registry"
@@ -43,12 +44,21 @@ func (s *Server) bind(ctx context.Context, ss *session, b *protocol.Bind) (*tunn
 	if closing {
 		return nil, protocol.Err(protocol.CodeShuttingDown, false, "server is shutting down")
 	}
-	if max := s.deps.Policy.MaxTunnels(ctx, ss.ident); max > 0 {
+	if max := ss.lim.MaxTunnelsPerUser; max > 0 {
 		if n := s.userTunnels(ss); n >= max {
+			s.hits.Hit(limits.UserTunnels, "user", ss.ident.User)
 			return nil, protocol.Err(protocol.CodeLimitExceeded, true, "tunnel limit reached: %d of %d tunnels in use", n, max)
 		}
 	}
-	t := &tunnel{id: newSessionID(), kind: b.Kind, name: b.Name, sess: ss, since: s.now()}
+	if max := s.cfg.Limits.MaxTunnels; max > 0 && s.stats.tunnelsOpen.Load() >= int64(max) {
+		s.hits.Hit(limits.ServerTunnels)
+		e := protocol.Err(protocol.CodeLimitExceeded, false, "this server is at its capacity of %d tunnels; try again later", max)
+		e.RetryAfterMillis = 30_000
+		return nil, e
+	}
+	t := &tunnel{id: newSessionID(), kind: b.Kind, name: b.Name, sess: ss, since: s.now(),
+		reqRate:  limits.NewBucket(ss.lim.RequestsPerSecond, ss.lim.RequestBurst(), s.now),
+		maxConns: int64(ss.lim.MaxConnectionsPerTunnel)}
 	switch b.Kind {
 	case protocol.KindHTTP:
 		if err := s.bindHTTP(ctx, ss, b, t); err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/porthole/porthole/internal/config"
+	"github.com/porthole/porthole/internal/limits"
 	"github.com/porthole/porthole/internal/names"
 )
 
@@ -37,7 +38,7 @@ type Config struct {
 	Subdomains SubdomainConfig `toml:"subdomains"`
 	HTTP       HTTPConfig      `toml:"http"`
 	Tunnel     TunnelConfig    `toml:"tunnel"`
-	Limits     Limits          `toml:"limits"`
+	Limits     limits.Config   `toml:"limits"`
 }
 
 // SubdomainConfig chooses how tunnels are named.
@@ -78,15 +79,6 @@ type TunnelConfig struct {
 	// IdleStreams is how many idle streams (kept-alive connections to the
 	// local app) the server keeps per tunnel for reuse.
 	IdleStreams int `toml:"idle_streams"`
-}
-
-// Limits are server-wide defaults, each overridable per user. Zero means
-// no limit.
-type Limits struct {
-	RequestsPerSecond       float64 `toml:"requests_per_second"`
-	Burst                   int     `toml:"burst"`
-	BandwidthBytesPerSecond int64   `toml:"bandwidth_bytes_per_second"`
-	MaxTunnelsPerUser       int     `toml:"max_tunnels_per_user"`
 }
 
 // DefaultConfig returns the defaults that ../CONTRACT and the README name.
@@ -187,14 +179,6 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-// Validate checks limit values.
-func (l *Limits) Validate() error {
-	if l.RequestsPerSecond < 0 || l.Burst < 0 || l.BandwidthBytesPerSecond < 0 || l.MaxTunnelsPerUser < 0 {
-		return errors.New("limits: values may not be negative")
-	}
-	return nil
 }
 
 // ParsePortRange parses "LO-HI".

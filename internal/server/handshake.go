@@ -4,8 +4,10 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/porthole/porthole/internal/auth"
+	"github.com/porthole/porthole/internal/limits"
 	"github.com/porthole/porthole/internal/protocol"
 	"github.com/porthole/porthole/internal/transport"
 )
@@ -36,6 +38,14 @@ func (s *Server) serveTunnelHandshake(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	if closing {
 		protocol.WriteRefusal(w, http.StatusServiceUnavailable, protocol.Err(protocol.CodeShuttingDown, false, "server is shutting down"))
+		return
+	}
+	if ok, wait := s.handshakes.Allow(remoteIP(r.RemoteAddr)); !ok {
+		s.stats.handshakeFailed.Add(1)
+		s.hits.Hit(limits.HandshakeRate, "remote", r.RemoteAddr)
+		e := protocol.Err(protocol.CodeRateLimited, false, "too many connection attempts from your address; retry later")
+		e.RetryAfterMillis = max(wait, time.Second).Milliseconds()
+		protocol.WriteRefusal(w, http.StatusTooManyRequests, e)
 		return
 	}
 	creds := credentialsFrom(r)
@@ -75,6 +85,7 @@ func (s *Server) serveTunnelHandshake(w http.ResponseWriter, r *http.Request) {
 		log:     s.log.With("session", id, "remote", r.RemoteAddr),
 		tunnels: make(map[string]*tunnel),
 		done:    make(chan struct{}),
+		lim:     s.limitsFor(r.Context(), ident),
 	}
 	if !s.addSession(ss) {
 		mux.Close()

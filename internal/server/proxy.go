@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/yamux"
 
 	"github.com/porthole/porthole/internal/httpfwd"
+	"github.com/porthole/porthole/internal/limits"
 )
 
 // servePublic routes a visitor's request by its Host header.
@@ -36,6 +37,28 @@ func (s *Server) servePublic(w http.ResponseWriter, r *http.Request) {
 	if t.proxy == nil {
 		s.page(w, r, http.StatusNotFound, "Tunnel not found", fmt.Sprintf("%s is not an HTTP tunnel.", host), "", "tunnel_not_found")
 		return
+	}
+	// Limits are checked before anything reaches the client.
+	if s.visitors.Enabled() {
+		if ok, wait := s.visitors.Allow(remoteIP(r.RemoteAddr)); !ok {
+			s.hits.Hit(limits.VisitorRequestRate, "remote", r.RemoteAddr, "host", host)
+			s.tooMany(w, r, limits.VisitorRequestRate, wait, "Your address sends requests faster than this server allows.")
+			return
+		}
+	}
+	if ok, wait := t.reqRate.Allow(); !ok {
+		s.hits.Hit(limits.TunnelRequestRate, "host", host, "user", t.sess.ident.User)
+		s.tooMany(w, r, limits.TunnelRequestRate, wait, fmt.Sprintf("%s receives more requests than its limit of %g per second.", host, t.sess.lim.RequestsPerSecond))
+		return
+	}
+	if t.maxConns > 0 {
+		if n := t.inflight.Add(1); n > t.maxConns {
+			t.inflight.Add(-1)
+			s.hits.Hit(limits.TunnelConnections, "host", host, "user", t.sess.ident.User)
+			s.tooMany(w, r, limits.TunnelConnections, time.Second, fmt.Sprintf("%s is serving as many requests at once as it may (%d).", host, t.maxConns))
+			return
+		}
+		defer t.inflight.Add(-1)
 	}
 	s.proxyRequest(t, w, r)
 }
@@ -106,7 +129,11 @@ func modifyResponse(resp *http.Response) error {
 // proxyError maps transport errors to pages a visitor understands.
 func (s *Server) proxyError(t *tunnel, w http.ResponseWriter, r *http.Request, err error) {
 	var away *clientAwayError
+	var full *streamLimitError
 	switch {
+	case errors.As(err, &full):
+		w.Header().Set("Retry-After", "1")
+		s.page(w, r, http.StatusServiceUnavailable, "Tunnel busy", fmt.Sprintf("%s: %v.", t.hostname, full), "Try again shortly.", string(limits.SessionStreams))
 	case errors.Is(r.Context().Err(), context.Canceled):
 		// The visitor left; nobody reads this answer.
 		w.WriteHeader(499)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/porthole/porthole/internal/auth"
+	"github.com/porthole/porthole/internal/limits"
 	"github.com/porthole/porthole/internal/names"
 	"github.com/porthole/porthole/internal/registry"
 	"github.com/porthole/porthole/internal/transport"
@@ -52,7 +53,12 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session
+	users    map[string]*userState
 	closing  bool
+
+	hits       *limits.Hits
+	visitors   *limits.IPTable // per visitor address, public listeners
+	handshakes *limits.IPTable // per client address, tunnel listener
 
 	public, tunnelSrv, admin, https *http.Server
 	lnPublic, lnTunnel, lnAdmin     net.Listener
@@ -99,6 +105,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		reserved: names.NewReservedSet(reserved),
 		reg:      registry.NewMemory[*tunnel](deps.Now),
 		sessions: make(map[string]*session),
+		users:    make(map[string]*userState),
+		hits:     limits.NewHits(deps.Logger, 10*time.Second, deps.Now),
+		visitors: limits.NewIPTable(cfg.Limits.VisitorRequestsPerIP, cfg.Limits.VisitorBurstPerIP,
+			cfg.Limits.VisitorConnectionsPerIP, deps.Now),
+		handshakes: limits.NewIPTable(cfg.Limits.HandshakesPerIP, cfg.Limits.HandshakeBurstPerIP, 0, deps.Now),
 		mux: transport.Options{
 			StreamWindow: uint32(cfg.Tunnel.StreamWindow),
 			// Clients open only the control stream; a small backlog bounds
@@ -150,7 +161,7 @@ func (s *Server) Start() (err error) {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          errLog,
 	}
-	go serve(s.public, s.lnPublic, nil)
+	go serve(s.public, s.limitVisitors(s.lnPublic), nil)
 	tunnelLn := s.lnTunnel
 	if s.deps.TLS != nil {
 		tunnelLn = tls.NewListener(s.lnTunnel, s.tunnelTLSConfig())
@@ -158,7 +169,7 @@ func (s *Server) Start() (err error) {
 	go serve(s.tunnelSrv, tunnelLn, nil)
 	if s.lnHTTPS != nil {
 		s.https = s.publicServer(errLog)
-		go serve(s.https, tls.NewListener(s.lnHTTPS, s.publicTLSConfig()), nil)
+		go serve(s.https, tls.NewListener(s.limitVisitors(s.lnHTTPS), s.publicTLSConfig()), nil)
 	}
 	if s.lnAdmin != nil {
 		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
@@ -291,6 +302,8 @@ func (s *Server) sweepLoop() {
 			return
 		}
 		s.reg.Sweep()
+		s.visitors.Sweep()
+		s.handshakes.Sweep()
 	}
 }
 

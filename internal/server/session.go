@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/porthole/porthole/internal/auth"
+	"github.com/porthole/porthole/internal/limits"
 	"github.com/porthole/porthole/internal/protocol"
 	"github.com/porthole/porthole/internal/registry"
 	"github.com/porthole/porthole/internal/transport"
@@ -31,9 +32,16 @@ type session struct {
 	log    *slog.Logger
 	since  time.Time
 
-	ctrl  net.Conn
+	ctrlc net.Conn
 	w     *protocol.Writer
 	owner registry.Owner
+
+	// lim are this session's effective limits, fixed at connect time;
+	// user is state shared with the user's other sessions.
+	lim      limits.Config
+	user     *userState
+	ctrlRate *limits.Bucket
+	streams  atomic.Int64 // open streams to the client
 
 	mu      sync.Mutex
 	tunnels map[string]*tunnel
@@ -68,7 +76,7 @@ func (ss *session) run() {
 		ss.log.Info("client did not open a control stream", "err", err)
 		return
 	}
-	ss.ctrl = ctrl
+	ss.ctrlc = ctrl
 	ss.w = protocol.NewWriter(ctrl)
 	r := protocol.NewReader(ctrl)
 
@@ -94,6 +102,15 @@ func (ss *session) run() {
 	}
 	sum := sha256.Sum256([]byte(resume))
 	ss.owner = registry.Owner{User: ss.ident.User, Client: hex.EncodeToString(sum[:16])}
+	if max := ss.lim.MaxSessionsPerUser; max > 0 && !ss.ident.Anonymous() {
+		if n := ss.srv.userSessions(ss); n >= max {
+			ss.srv.hits.Hit(limits.UserSessions, "user", ss.ident.User)
+			ss.sendFinal(protocol.Err(protocol.CodeLimitExceeded, true, "session limit reached: user %s has %d of %d sessions open", ss.ident.User, n, max))
+			return
+		}
+	}
+	ss.srv.joinUser(ss)
+	ss.ctrlRate = limits.NewBucket(ss.lim.ControlMessagesPerSecond, ss.lim.ControlBurst, ss.srv.now)
 	if err := ss.w.Write(&protocol.Welcome{
 		SessionID:       ss.id,
 		ResumeToken:     welcomeToken,
@@ -133,6 +150,15 @@ func (ss *session) run() {
 			}
 			return
 		}
+		if ok, wait := ss.ctrlRate.Allow(); !ok {
+			// A client that floods the control stream is told to slow
+			// down and disconnected; it reconnects after its backoff.
+			ss.srv.hits.Hit(limits.ControlRate, "session", ss.id, "user", ss.ident.User)
+			e := protocol.Err(protocol.CodeRateLimited, false, "too many control messages (limit %g/s); slow down", ss.lim.ControlMessagesPerSecond)
+			e.RetryAfterMillis = max(wait, time.Second).Milliseconds()
+			ss.sendFinal(e)
+			return
+		}
 		switch m := m.(type) {
 		case *protocol.Bind:
 			ss.handleBind(m)
@@ -167,7 +193,7 @@ func (ss *session) ping() {
 // sendFinal reports err to the client and ends the session.
 func (ss *session) sendFinal(e *protocol.Error) {
 	if ss.w != nil {
-		ss.ctrl.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		ss.ctrlc.SetWriteDeadline(time.Now().Add(2 * time.Second))
 		ss.w.Write(e)
 		// Give the error a moment to reach the client before the
 		// connection goes, so it can print the reason.
@@ -183,9 +209,9 @@ func (ss *session) notifyAndClose(n *protocol.Notice) {
 		ss.mu.Unlock()
 	}
 	if ss.w != nil {
-		ss.ctrl.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		ss.ctrlc.SetWriteDeadline(time.Now().Add(2 * time.Second))
 		ss.w.Write(n)
-		ss.ctrl.Close()
+		ss.ctrlc.Close()
 	}
 	// Closing the control stream lets the notice drain; the multiplexer
 	// goes after a short delay or when the client hangs up.
@@ -235,6 +261,7 @@ func (ss *session) cleanup() {
 		ss.srv.releaseTunnel(t, grace)
 	}
 	ss.mux.Close()
+	ss.srv.leaveUser(ss)
 	ss.srv.removeSession(ss)
 	ss.srv.stats.sessionsOpen.Add(-1)
 	ss.log.Info("client disconnected", "tunnels", len(tunnels), "held_for", grace.String(), "duration", time.Since(ss.since).Round(time.Millisecond).String())

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/porthole/porthole/internal/limits"
 	"github.com/porthole/porthole/internal/protocol"
 	"github.com/porthole/porthole/internal/registry"
 	"github.com/porthole/porthole/internal/transport"
@@ -106,7 +107,27 @@ func (p *tcpPorts) accept(port int, ln net.Listener) {
 			c.Close()
 			continue
 		}
-		go p.forward(claim.Endpoint, c)
+		t := claim.Endpoint
+		ip := remoteIP(c.RemoteAddr().String())
+		if !p.s.visitors.Acquire(ip) {
+			p.s.hits.Hit(limits.VisitorConnections, "remote", ip.String(), "port", port)
+			c.Close()
+			continue
+		}
+		if t.maxConns > 0 && t.inflight.Add(1) > t.maxConns {
+			t.inflight.Add(-1)
+			p.s.visitors.Release(ip)
+			p.s.hits.Hit(limits.TunnelConnections, "port", port, "user", t.sess.ident.User)
+			c.Close()
+			continue
+		}
+		go func() {
+			p.forward(t, c)
+			p.s.visitors.Release(ip)
+			if t.maxConns > 0 {
+				t.inflight.Add(-1)
+			}
+		}()
 	}
 }
 

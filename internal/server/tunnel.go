@@ -2,12 +2,14 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"sync/atomic"
 	"time"
 
+	"github.com/porthole/porthole/internal/limits"
 	"github.com/porthole/porthole/internal/protocol"
 )
 
@@ -30,6 +32,12 @@ type tunnel struct {
 	transport *http.Transport
 	proxy     *httputil.ReverseProxy
 
+	// Limits: the request bucket and the cap on concurrent visitor
+	// requests or connections (0: none).
+	reqRate  *limits.Bucket
+	maxConns int64
+	inflight atomic.Int64
+
 	requests    atomic.Int64
 	bytesIn     atomic.Int64
 	bytesOut    atomic.Int64
@@ -39,6 +47,11 @@ type tunnel struct {
 // openStream opens a stream to the client for this tunnel and writes the
 // stream header. It is the HTTP transport's dialer and the TCP forwarder's.
 func (t *tunnel) openStream(ctx context.Context, remote, public string) (net.Conn, error) {
+	ss := t.sess
+	if max := int64(ss.lim.MaxStreamsPerSession); max > 0 && ss.streams.Load() >= max {
+		ss.srv.hits.Hit(limits.SessionStreams, "session", ss.id, "user", ss.ident.User)
+		return nil, &streamLimitError{max: max}
+	}
 	st, err := t.sess.mux.OpenStream()
 	if err != nil {
 		return nil, &clientAwayError{err: err}
@@ -52,9 +65,23 @@ func (t *tunnel) openStream(ctx context.Context, remote, public string) (net.Con
 	}
 	st.SetWriteDeadline(time.Time{})
 	t.openStreams.Add(1)
-	t.sess.srv.stats.streamsOpen.Add(1)
-	t.sess.srv.stats.streamsTotal.Add(1)
-	return &countedConn{Conn: st, t: t}, nil
+	ss.streams.Add(1)
+	ss.srv.stats.streamsOpen.Add(1)
+	ss.srv.stats.streamsTotal.Add(1)
+	var c net.Conn = &countedConn{Conn: st, t: t}
+	if u := ss.user; u != nil && (u.up != nil || u.down != nil) {
+		// Shape by the user's bandwidth: reads carry client->visitor
+		// bytes, writes visitor->client.
+		c = &limits.ShapedConn{Conn: c, In: u.down, Out: u.up, Ctx: context.Background()}
+	}
+	return c, nil
+}
+
+// streamLimitError means the session has as many open streams as allowed.
+type streamLimitError struct{ max int64 }
+
+func (e *streamLimitError) Error() string {
+	return fmt.Sprintf("the tunnel client has %d open streams, its limit", e.max)
 }
 
 // countedConn counts a stream's bytes and keeps the open-stream gauge.
@@ -87,6 +114,7 @@ func (c *countedConn) CloseWrite() error {
 func (c *countedConn) Close() error {
 	if c.closed.CompareAndSwap(false, true) {
 		c.t.openStreams.Add(-1)
+		c.t.sess.streams.Add(-1)
 		c.t.sess.srv.stats.streamsOpen.Add(-1)
 	}
 	return c.Conn.Close()

@@ -1,0 +1,227 @@
+package limits
+
+import (
+	"hash/maphash"
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// IPTable keeps per-address state for visitors or tunnel clients: open
+// connections and a request-rate bucket. It is sharded, so the request path
+// never takes a table-wide lock, and bounded: entries idle for a while are
+// evicted, and past MaxEntries new addresses share one overflow entry (so
+// an attacker spraying addresses throttles only itself and its peers in the
+// overflow, never memory).
+type IPTable struct {
+	rate    rate.Limit
+	burst   int
+	maxConn int
+	now     func() time.Time
+	seed    maphash.Seed
+	shards  [64]ipShard
+	// MaxEntries bounds the table; IdleAfter is how long an entry with no
+	// open connection lives after its last use.
+	maxEntries int
+	idleAfter  time.Duration
+	overflow   *ipEntry
+}
+
+type ipShard struct {
+	mu sync.Mutex
+	m  map[netip.Addr]*ipEntry
+}
+
+type ipEntry struct {
+	conns    int
+	limiter  *rate.Limiter
+	lastSeen time.Time
+}
+
+// NewIPTable returns a table enforcing perSecond/burst requests and maxConn
+// concurrent connections per address; zero values disable each.
+func NewIPTable(perSecond float64, burst, maxConn int, now func() time.Time) *IPTable {
+	if now == nil {
+		now = time.Now
+	}
+	if perSecond > 0 && burst <= 0 {
+		burst = max(1, int(perSecond+0.999))
+	}
+	t := &IPTable{
+		rate: rate.Limit(perSecond), burst: burst, maxConn: maxConn, now: now,
+		seed: maphash.MakeSeed(), maxEntries: 100_000, idleAfter: 5 * time.Minute,
+	}
+	for i := range t.shards {
+		t.shards[i].m = make(map[netip.Addr]*ipEntry)
+	}
+	t.overflow = t.newEntry()
+	return t
+}
+
+// Enabled reports whether the table limits anything.
+func (t *IPTable) Enabled() bool { return t != nil && (t.rate > 0 || t.maxConn > 0) }
+
+func (t *IPTable) newEntry() *ipEntry {
+	e := &ipEntry{}
+	if t.rate > 0 {
+		e.limiter = rate.NewLimiter(t.rate, t.burst)
+	}
+	return e
+}
+
+func (t *IPTable) shard(ip netip.Addr) *ipShard {
+	b := ip.As16()
+	return &t.shards[maphash.Bytes(t.seed, b[:])%uint64(len(t.shards))]
+}
+
+// entry returns ip's entry with its shard locked; the caller unlocks.
+func (t *IPTable) entry(ip netip.Addr) (*ipEntry, *ipShard) {
+	s := t.shard(ip)
+	s.mu.Lock()
+	e, ok := s.m[ip]
+	if !ok {
+		if len(s.m) >= t.maxEntries/len(t.shards) {
+			t.evictLocked(s)
+		}
+		if len(s.m) >= t.maxEntries/len(t.shards) {
+			// Still full of busy entries: share the overflow entry. It is
+			// guarded by shard 0's lock.
+			s.mu.Unlock()
+			s = &t.shards[0]
+			s.mu.Lock()
+			return t.overflow, s
+		}
+		e = t.newEntry()
+		s.m[ip] = e
+	}
+	e.lastSeen = t.now()
+	return e, s
+}
+
+// Allow takes one request token for ip. When refused it returns how long
+// until a token is available.
+func (t *IPTable) Allow(ip netip.Addr) (ok bool, retryAfter time.Duration) {
+	if t == nil || t.rate <= 0 {
+		return true, 0
+	}
+	e, s := t.entry(ip)
+	defer s.mu.Unlock()
+	return allow(e.limiter, t.now())
+}
+
+// Acquire counts a new connection from ip; it returns false (and counts
+// nothing) when ip already has the maximum open. Release must follow a
+// successful Acquire.
+func (t *IPTable) Acquire(ip netip.Addr) bool {
+	if t == nil || t.maxConn <= 0 {
+		return true
+	}
+	e, s := t.entry(ip)
+	defer s.mu.Unlock()
+	if e.conns >= t.maxConn {
+		return false
+	}
+	e.conns++
+	return true
+}
+
+// Release ends a connection counted by Acquire.
+func (t *IPTable) Release(ip netip.Addr) {
+	if t == nil || t.maxConn <= 0 {
+		return
+	}
+	e, s := t.entry(ip)
+	if e.conns > 0 {
+		e.conns--
+	}
+	s.mu.Unlock()
+}
+
+// Len returns the number of tracked addresses.
+func (t *IPTable) Len() int {
+	n := 0
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		n += len(s.m)
+		s.mu.Unlock()
+	}
+	return n
+}
+
+// Sweep evicts idle entries from every shard; the server calls it
+// periodically.
+func (t *IPTable) Sweep() {
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		t.evictLocked(s)
+		s.mu.Unlock()
+	}
+}
+
+func (t *IPTable) evictLocked(s *ipShard) {
+	cutoff := t.now().Add(-t.idleAfter)
+	for ip, e := range s.m {
+		if e.conns == 0 && e.lastSeen.Before(cutoff) && (e.limiter == nil || e.limiter.TokensAt(t.now()) >= float64(t.burst)) {
+			delete(s.m, ip)
+		}
+	}
+}
+
+// SetBounds changes the eviction bounds (for tests and tuning).
+func (t *IPTable) SetBounds(maxEntries int, idleAfter time.Duration) {
+	t.maxEntries = max(maxEntries, len(t.shards))
+	t.idleAfter = idleAfter
+}
+
+// allow takes a token from l now, or reports the wait without taking one.
+func allow(l *rate.Limiter, now time.Time) (bool, time.Duration) {
+	r := l.ReserveN(now, 1)
+	if !r.OK() {
+		return false, time.Second
+	}
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return false, d
+	}
+	return true, 0
+}
+
+// Bucket is a token bucket for one tunnel's or session's request rate.
+type Bucket struct {
+	l   *rate.Limiter
+	now func() time.Time
+}
+
+// NewBucket returns a bucket, or nil (allowing everything) when perSecond
+// is zero.
+func NewBucket(perSecond float64, burst int, now func() time.Time) *Bucket {
+	if perSecond <= 0 {
+		return nil
+	}
+	if now == nil {
+		now = time.Now
+	}
+	if burst <= 0 {
+		burst = max(1, int(perSecond+0.999))
+	}
+	return &Bucket{l: rate.NewLimiter(rate.Limit(perSecond), burst), now: now}
+}
+
+// Allow takes a token or reports how long until one is available.
+func (b *Bucket) Allow() (bool, time.Duration) {
+	if b == nil {
+		return true, 0
+	}
+	return allow(b.l, b.now())
+}
+
+// RetryAfterSeconds rounds a wait up to whole seconds, at least 1, for the
+// Retry-After header (RFC 9110 section 10.2.3).
+func RetryAfterSeconds(d time.Duration) int {
+	s := int((d + time.Second - 1) / time.Second)
+	return max(1, s)
+}

@@ -1,0 +1,98 @@
+package limits
+
+import (
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Kind names a limit. It is the "limit" field of log lines and the "kind"
+// label of porthole_limit_hits_total.
+type Kind string
+
+// The limits, each with where it applies.
+const (
+	TunnelRequestRate  Kind = "tunnel_requests_per_second"  // visitor gets 429
+	TunnelConnections  Kind = "tunnel_connections"          // visitor gets 429
+	UserBandwidth      Kind = "user_bandwidth"              // shaped; counted when a transfer had to wait
+	SessionStreams     Kind = "session_streams"             // visitor gets 503
+	UserTunnels        Kind = "user_tunnels"                // client: final error
+	UserSessions       Kind = "user_sessions"               // client: final error
+	ServerTunnels      Kind = "server_tunnels"              // client: retryable error
+	VisitorConnections Kind = "visitor_connections_per_ip"  // connection refused with 429
+	VisitorRequestRate Kind = "visitor_requests_per_second" // visitor gets 429
+	HandshakeRate      Kind = "handshakes_per_second_per_ip"
+	AuthFailures       Kind = "auth_failures_per_ip"
+	ControlRate        Kind = "control_messages_per_second"
+)
+
+// AllKinds lists every kind, for metrics that should show zero counts.
+var AllKinds = []Kind{
+	TunnelRequestRate, TunnelConnections, UserBandwidth, SessionStreams,
+	UserTunnels, UserSessions, ServerTunnels, VisitorConnections,
+	VisitorRequestRate, HandshakeRate, AuthFailures, ControlRate,
+}
+
+// Hits counts limit hits by kind and logs them without flooding: the first
+// hit of a kind is logged at once, later ones at most once per interval,
+// with the number suppressed meanwhile.
+type Hits struct {
+	log      *slog.Logger
+	interval time.Duration
+	now      func() time.Time
+
+	counts sync.Map // Kind -> *kindState
+}
+
+type kindState struct {
+	n          atomic.Int64
+	mu         sync.Mutex
+	lastLog    time.Time
+	suppressed int64
+}
+
+// NewHits returns a counter that logs to log at most once per interval per
+// kind.
+func NewHits(log *slog.Logger, interval time.Duration, now func() time.Time) *Hits {
+	if now == nil {
+		now = time.Now
+	}
+	h := &Hits{log: log, interval: interval, now: now}
+	for _, k := range AllKinds {
+		h.counts.Store(k, &kindState{})
+	}
+	return h
+}
+
+// Hit records one hit of kind with log attributes describing it.
+func (h *Hits) Hit(kind Kind, attrs ...any) {
+	v, _ := h.counts.LoadOrStore(kind, &kindState{})
+	st := v.(*kindState)
+	st.n.Add(1)
+	now := h.now()
+	st.mu.Lock()
+	if !st.lastLog.IsZero() && now.Sub(st.lastLog) < h.interval {
+		st.suppressed++
+		st.mu.Unlock()
+		return
+	}
+	suppressed := st.suppressed
+	st.suppressed = 0
+	st.lastLog = now
+	st.mu.Unlock()
+	args := append([]any{"limit", string(kind)}, attrs...)
+	if suppressed > 0 {
+		args = append(args, "suppressed", suppressed)
+	}
+	h.log.Warn("limit hit", args...)
+}
+
+// Count returns the hits of kind so far.
+func (h *Hits) Count(kind Kind) int64 {
+	v, ok := h.counts.Load(kind)
+	if !ok {
+		return 0
+	}
+	return v.(*kindState).n.Load()
+}

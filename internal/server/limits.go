@@ -1,0 +1,153 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/porthole/porthole/internal/auth"
+	"github.com/porthole/porthole/internal/limits"
+)
+
+// userState is shared by all sessions of one user: the bandwidth shapers
+// and the session count. Anonymous sessions each get their own.
+type userState struct {
+	key      string
+	sessions int
+	up, down *limits.Bandwidth // visitor->client, client->visitor
+}
+
+// limitsFor returns the effective limits of id: the server's [limits]
+// with the user's own overrides applied.
+func (s *Server) limitsFor(ctx context.Context, id *auth.Identity) limits.Config {
+	l := s.cfg.Limits
+	if lp, ok := s.deps.Policy.(interface {
+		UserLimits(context.Context, *auth.Identity) *limits.Overrides
+	}); ok {
+		l = l.For(lp.UserLimits(ctx, id))
+	}
+	if n := s.deps.Policy.MaxTunnels(ctx, id); n > 0 {
+		l.MaxTunnelsPerUser = n
+	}
+	return l
+}
+
+// joinUser attaches ss to its user's shared state.
+func (s *Server) joinUser(ss *session) {
+	key := "user:" + ss.ident.User
+	if ss.ident.User == "" {
+		key = "session:" + ss.id
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := s.users[key]
+	if u == nil {
+		bw := ss.lim.BandwidthBytesPerSecond
+		u = &userState{key: key, up: limits.NewBandwidth(bw), down: limits.NewBandwidth(bw)}
+		user := ss.ident.User
+		for _, b := range []*limits.Bandwidth{u.up, u.down} {
+			if b != nil {
+				b.OnWait = func() { s.hits.Hit(limits.UserBandwidth, "user", user, "bytes_per_second", bw) }
+			}
+		}
+		s.users[key] = u
+	}
+	u.sessions++
+	ss.user = u
+}
+
+func (s *Server) leaveUser(ss *session) {
+	if ss.user == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss.user.sessions--
+	if ss.user.sessions <= 0 {
+		delete(s.users, ss.user.key)
+	}
+}
+
+// userSessions counts ss's user's other sessions, not counting those of the
+// same client (a reconnect may arrive before its old session is found dead).
+func (s *Server) userSessions(ss *session) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, o := range s.sessions {
+		if o != ss && o.ident.User == ss.ident.User && o.owner.Client != ss.owner.Client {
+			n++
+		}
+	}
+	return n
+}
+
+// tooMany answers a visitor refused by a limit: 429 with Retry-After.
+func (s *Server) tooMany(w http.ResponseWriter, r *http.Request, kind limits.Kind, wait time.Duration, what string) {
+	w.Header().Set("Retry-After", strconv.Itoa(limits.RetryAfterSeconds(wait)))
+	s.stats.countRequest(http.StatusTooManyRequests)
+	s.page(w, r, http.StatusTooManyRequests, "Too many requests", what, "Slow down and try again shortly.", string(kind))
+}
+
+func remoteIP(addr string) netip.Addr {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// limitVisitors wraps a public listener so that an address with too many
+// open connections is answered 429 and closed at once.
+func (s *Server) limitVisitors(ln net.Listener) net.Listener {
+	if s.cfg.Limits.VisitorConnectionsPerIP <= 0 {
+		return ln
+	}
+	return &visitorListener{Listener: ln, s: s}
+}
+
+type visitorListener struct {
+	net.Listener
+	s *Server
+}
+
+const tooManyConns = "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nConnection: close\r\n" +
+	"Content-Type: text/plain; charset=utf-8\r\nX-Porthole-Error: " + string(limits.VisitorConnections) +
+	"\r\nContent-Length: 48\r\n\r\n429 Too many open connections from your address\n"
+
+func (l *visitorListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ip := remoteIP(c.RemoteAddr().String())
+		if l.s.visitors.Acquire(ip) {
+			return &visitorConn{Conn: c, t: l.s.visitors, ip: ip}, nil
+		}
+		l.s.hits.Hit(limits.VisitorConnections, "remote", ip.String())
+		// Answer without blocking Accept: the peer may not read.
+		go func() {
+			c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+			fmt.Fprint(c, tooManyConns)
+			c.Close()
+		}()
+	}
+}
+
+type visitorConn struct {
+	net.Conn
+	t    *limits.IPTable
+	ip   netip.Addr
+	once sync.Once
+}
+
+func (c *visitorConn) Close() error {
+	c.once.Do(func() { c.t.Release(c.ip) })
+	return c.Conn.Close()
+}
