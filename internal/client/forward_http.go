@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/porthole/porthole/internal/httpfwd"
+	"github.com/porthole/porthole/internal/inspect"
 )
 
 // httpForwarder serves one HTTP tunnel: the streams the server opens for it
@@ -28,6 +29,8 @@ type httpForwarder struct {
 	srv    *http.Server
 	tr     *http.Transport
 	target Target
+	// ins records each exchange for the request inspector; nil when off.
+	ins *inspect.Store
 }
 
 func newHTTPForwarder(t *tunnel, log *slog.Logger) *httpForwarder {
@@ -55,7 +58,7 @@ func newHTTPForwarder(t *tunnel, log *slog.Logger) *httpForwarder {
 	}
 	f.srv = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			f.serve(proxy, w, r)
+			f.capture(w, r, func(w http.ResponseWriter, r *http.Request) { f.serve(proxy, w, r) })
 		}),
 		// The server already enforced header limits and timeouts on the
 		// visitor; here the peer is the porthole server itself.

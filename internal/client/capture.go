@@ -1,0 +1,113 @@
+package client
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/porthole/porthole/internal/inspect"
+)
+
+// capture records one request through the forwarder into the inspector:
+// headers when they pass, bodies chunk by chunk as the proxy streams them
+// (the inspector keeps only the first bytes of each, so a large upload or
+// download costs no more memory than a small one), status and duration at
+// the end. Without an inspector it only calls next.
+func (f *httpForwarder) capture(w http.ResponseWriter, r *http.Request, next func(http.ResponseWriter, *http.Request)) {
+	if f.ins == nil {
+		next(w, r)
+		return
+	}
+	x := f.ins.Begin(f.t.name, r)
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &teeBody{ReadCloser: r.Body, x: x}
+	}
+	cw := &captureWriter{ResponseWriter: w, x: x}
+	next(cw, r)
+	var err error
+	if r.Context().Err() != nil {
+		err = errors.New("the visitor went away before the response was complete")
+	}
+	x.Finish(err)
+}
+
+// teeBody copies what the proxy reads from a request body into the
+// exchange.
+type teeBody struct {
+	io.ReadCloser
+	x *inspect.Exchange
+}
+
+func (b *teeBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		b.x.WriteRequestBody(p[:n])
+	}
+	return n, err
+}
+
+// captureWriter copies a response's status, headers and body into the
+// exchange on their way to the visitor. Unwrap lets the proxy's
+// http.ResponseController reach the real writer to flush (server-sent
+// events) and to hijack (WebSocket upgrades).
+type captureWriter struct {
+	http.ResponseWriter
+	x     *inspect.Exchange
+	wrote bool
+}
+
+func (c *captureWriter) WriteHeader(code int) {
+	if code >= 200 || code == http.StatusSwitchingProtocols {
+		c.wrote = true
+	}
+	c.x.SetResponse(code, c.ResponseWriter.Header())
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *captureWriter) Write(p []byte) (int, error) {
+	if !c.wrote {
+		c.wrote = true
+		c.x.SetResponse(http.StatusOK, c.ResponseWriter.Header())
+	}
+	n, err := c.ResponseWriter.Write(p)
+	if n > 0 {
+		c.x.WriteResponseBody(p[:n])
+	}
+	return n, err
+}
+
+func (c *captureWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// ReplayHandler returns the handler that visitors' requests on the named
+// HTTP tunnel go through, for the inspector's Replay button: a replay
+// reaches the local app the way the original did and is recorded and
+// counted like it (inspect.Replayer).
+func (c *Client) ReplayHandler(tunnel string) (http.Handler, bool) {
+	for _, t := range c.tunnels {
+		if t.name == tunnel && t.http != nil {
+			return t.http.srv.Handler, true
+		}
+	}
+	return nil, false
+}
+
+// InspectSnapshot returns the state and counters the inspector's metrics
+// export.
+func (c *Client) InspectSnapshot() inspect.Snapshot {
+	s := inspect.Snapshot{
+		State:      c.state.Load().(string),
+		Server:     c.server.Load().(string),
+		Latency:    time.Duration(c.rttNanos.Load()),
+		Reconnects: c.reconnects.Load(),
+		Uptime:     time.Since(c.started),
+	}
+	for _, t := range c.tunnels {
+		st := t.status()
+		s.Tunnels = append(s.Tunnels, inspect.TunnelSnapshot{
+			Name: st.Name, Proto: st.Proto, URL: st.URL, Bound: st.Bound,
+			Requests: st.Requests, Errors: st.Errors, BytesIn: st.BytesIn, BytesOut: st.BytesOut, OpenConns: st.OpenConns,
+		})
+	}
+	return s
+}
