@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/porthole/porthole/internal/inspect"
 	"github.com/porthole/porthole/internal/protocol"
 	"github.com/porthole/porthole/internal/transport"
 )
@@ -31,6 +32,9 @@ type Event struct {
 	Server string
 	// RetryIn is the wait before the next attempt (EventRetrying).
 	RetryIn time.Duration
+	// Attempt counts the attempts since the last session that lasted
+	// (EventRetrying): 1 for the first retry.
+	Attempt int
 }
 
 // EventKind names an Event.
@@ -52,6 +56,9 @@ type Deps struct {
 	TLS *tls.Config
 	// Version is sent to the server.
 	Version string
+	// Inspector, when set, records every HTTP exchange for the request
+	// inspector and the dashboard.
+	Inspector *inspect.Store
 }
 
 // FinalError is an error the server reported as final, or one retrying
@@ -79,6 +86,8 @@ type Client struct {
 	started    time.Time
 	since      atomic.Int64 // unix nanos of the current session's start
 	lastErr    atomic.Value // string
+	nextRetry  atomic.Int64 // unix nanos of the next reconnect attempt, while reconnecting
+	attempt    atomic.Int64 // reconnect attempts since the last lasting session
 }
 
 // Connection states reported by Status.
@@ -118,6 +127,7 @@ func New(cfg Config, specs []Spec, deps Deps) (*Client, error) {
 		t.log = c.log.With("tunnel", s.Name)
 		if s.Config.Proto == "http" {
 			t.http = newHTTPForwarder(t, t.log)
+			t.http.ins = deps.Inspector
 		}
 		c.tunnels = append(c.tunnels, t)
 	}
@@ -155,7 +165,9 @@ func (c *Client) Run(ctx context.Context) error {
 			delay = max(delay, time.Duration(perr.RetryAfterMillis)*time.Millisecond)
 		}
 		attempt++
-		c.deps.OnEvent(Event{Kind: EventRetrying, Err: err, RetryIn: delay})
+		c.nextRetry.Store(time.Now().Add(delay).UnixNano())
+		c.attempt.Store(int64(attempt))
+		c.deps.OnEvent(Event{Kind: EventRetrying, Err: err, RetryIn: delay, Attempt: attempt})
 		c.log.Info("reconnecting", "in", delay.Round(time.Millisecond).String(), "attempt", attempt, "err", err)
 		select {
 		case <-ctx.Done():
