@@ -8,15 +8,19 @@ import (
 
 // Status is the client's state as /api/status reports it.
 type Status struct {
-	State      string          `json:"state"`
-	Server     string          `json:"server"`
-	LatencyMS  float64         `json:"latency_ms"`
-	Reconnects int64           `json:"reconnects"`
-	Uptime     string          `json:"uptime"`
-	UptimeSec  float64         `json:"uptime_seconds"`
-	Connected  string          `json:"connected_since,omitempty"`
-	LastError  string          `json:"last_error,omitempty"`
-	Tunnels    []*TunnelStatus `json:"tunnels"`
+	State      string  `json:"state"`
+	Server     string  `json:"server"`
+	LatencyMS  float64 `json:"latency_ms"`
+	Reconnects int64   `json:"reconnects"`
+	Uptime     string  `json:"uptime"`
+	UptimeSec  float64 `json:"uptime_seconds"`
+	Connected  string  `json:"connected_since,omitempty"`
+	LastError  string  `json:"last_error,omitempty"`
+	// NextRetry and RetryAttempt say when the next reconnect attempt is
+	// due and which one it is, while reconnecting.
+	NextRetry    string          `json:"next_retry,omitempty"`
+	RetryAttempt int64           `json:"retry_attempt,omitempty"`
+	Tunnels      []*TunnelStatus `json:"tunnels"`
 }
 
 // Status returns a snapshot of the client's state.
@@ -33,6 +37,10 @@ func (c *Client) Status() *Status {
 	}
 	if ns := c.since.Load(); ns != 0 && st.State == StateOnline {
 		st.Connected = time.Unix(0, ns).UTC().Format(time.RFC3339)
+	}
+	if ns := c.nextRetry.Load(); ns != 0 && st.State == StateReconnecting {
+		st.NextRetry = time.Unix(0, ns).UTC().Format(time.RFC3339Nano)
+		st.RetryAttempt = c.attempt.Load()
 	}
 	for _, t := range c.tunnels {
 		st.Tunnels = append(st.Tunnels, t.status())
