@@ -55,6 +55,8 @@ type Server struct {
 	sessions map[string]*session
 	users    map[string]*userState
 	closing  bool
+	// sweepStop ends sweepLoop at shutdown.
+	sweepStop chan struct{}
 
 	hits       *limits.Hits
 	visitors   *limits.IPTable // per visitor address, public listeners
@@ -175,7 +177,8 @@ func (s *Server) Start() (err error) {
 		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
 		go serve(s.admin, s.lnAdmin, nil)
 	}
-	go s.sweepLoop()
+	s.sweepStop = make(chan struct{})
+	go s.sweepLoop(s.sweepStop)
 	s.started.Store(true)
 	s.log.Info("server started",
 		"domain", s.cfg.Domain,
@@ -240,6 +243,9 @@ func (s *Server) Shutdown() error {
 		return nil
 	}
 	s.closing = true
+	if s.sweepStop != nil {
+		close(s.sweepStop)
+	}
 	s.mu.Unlock()
 	s.log.Info("shutting down: draining in-flight requests", "timeout", s.cfg.HTTP.ShutdownTimeout.D().String())
 
@@ -291,15 +297,14 @@ func (s *Server) closeListeners() {
 	}
 }
 
-func (s *Server) sweepLoop() {
+func (s *Server) sweepLoop(stop <-chan struct{}) {
 	t := time.NewTicker(10 * time.Second)
 	defer t.Stop()
-	for range t.C {
-		s.mu.Lock()
-		closing := s.closing
-		s.mu.Unlock()
-		if closing {
+	for {
+		select {
+		case <-stop:
 			return
+		case <-t.C:
 		}
 		s.reg.Sweep()
 		s.visitors.Sweep()
