@@ -106,6 +106,13 @@ type Bind struct {
 	// held by someone else the server may pick a new random one instead of
 	// failing.
 	Random bool `json:"random,omitempty"`
+	// HTTPSRedirect (http tunnels) asks the server to answer plain-HTTP
+	// visitors with a 308 redirect to the https URL.
+	HTTPSRedirect bool `json:"https_redirect,omitempty"`
+	// HSTSMaxAge (http tunnels), when positive, asks the server to add
+	// "Strict-Transport-Security: max-age=N" (seconds) to responses sent
+	// over HTTPS that do not carry the header already.
+	HSTSMaxAge int64 `json:"hsts_max_age,omitempty"`
 }
 
 // Bound says a tunnel is live.

@@ -61,6 +61,9 @@ func (s *Server) bind(ctx context.Context, ss *session, b *protocol.Bind) (*tunn
 		maxConns: int64(ss.lim.MaxConnectionsPerTunnel)}
 	switch b.Kind {
 	case protocol.KindHTTP:
+		if err := s.bindTLSOptions(b, t); err != nil {
+			return nil, err
+		}
 		if err := s.bindHTTP(ctx, ss, b, t); err != nil {
 			return nil, err
 		}
@@ -245,7 +248,7 @@ func (s *Server) setupProxy(t *tunnel) {
 		Rewrite:        func(pr *httputil.ProxyRequest) { s.rewrite(t, pr) },
 		Transport:      t.transport,
 		ErrorHandler:   func(w http.ResponseWriter, r *http.Request, err error) { s.proxyError(t, w, r, err) },
-		ModifyResponse: modifyResponse,
+		ModifyResponse: func(resp *http.Response) error { addHSTS(t, resp); return modifyResponse(resp) },
 		BufferPool:     httpfwd.BufferPool{},
 		ErrorLog:       nil,
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/porthole/porthole/internal/certs"
 	"github.com/porthole/porthole/internal/config"
 	"github.com/porthole/porthole/internal/limits"
 	"github.com/porthole/porthole/internal/names"
@@ -34,6 +35,8 @@ type Config struct {
 	TCPPorts        string `toml:"tcp_ports"`
 	// AdminToken protects the admin JSON API; empty disables the API.
 	AdminToken string `toml:"admin_token"`
+	// TLS is the [tls] table: certificate reloads and ACME.
+	TLS certs.Config `toml:"tls"`
 
 	Subdomains SubdomainConfig `toml:"subdomains"`
 	HTTP       HTTPConfig      `toml:"http"`
@@ -134,11 +137,20 @@ func (c *Config) Validate() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		bad("tls_cert and tls_key must be given together")
 	}
-	if c.HTTPSAddr != "" && c.TLSCert == "" {
-		bad("https_addr needs tls_cert and tls_key")
+	if c.HTTPSAddr != "" && c.TLSCert == "" && !c.TLS.ACME.Enabled() {
+		bad("https_addr needs tls_cert and tls_key, or certificates from [tls.acme]")
 	}
-	if c.ClientCA != "" && c.TLSCert == "" {
-		bad("client_ca needs tls_cert and tls_key: client certificates are checked on the TLS tunnel listener")
+	if c.ClientCA != "" && c.TLSCert == "" && !c.TLS.ACME.Enabled() {
+		bad("client_ca needs tls_cert and tls_key, or [tls.acme]: client certificates are checked on the TLS tunnel listener")
+	}
+	if c.TLSCert != "" && c.TLS.ACME.Wildcard {
+		bad("tls_cert and tls.acme.wildcard both provide the *.DOMAIN certificate: choose one")
+	}
+	if c.TLS.ACME.Wildcard && c.Domain == "localhost" {
+		bad("tls.acme.wildcard needs a real domain (--domain); no CA issues certificates for localhost")
+	}
+	if err := c.TLS.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if _, _, err := ParsePortRange(c.TCPPorts); err != nil {
 		bad("tcp_ports: %v", err)

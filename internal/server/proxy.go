@@ -38,6 +38,9 @@ func (s *Server) servePublic(w http.ResponseWriter, r *http.Request) {
 		s.page(w, r, http.StatusNotFound, "Tunnel not found", fmt.Sprintf("%s is not an HTTP tunnel.", host), "", "tunnel_not_found")
 		return
 	}
+	if s.redirectHTTPS(t, w, r) {
+		return
+	}
 	// Limits are checked before anything reaches the client.
 	if s.visitors.Enabled() {
 		if ok, wait := s.visitors.Allow(remoteIP(r.RemoteAddr)); !ok {

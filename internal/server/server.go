@@ -30,6 +30,9 @@ type Deps struct {
 	Policy Policy
 	// TLS serves the HTTPS and WSS listeners when set.
 	TLS *tls.Config
+	// Certs, set with TLS when certificates come from LoadTLS, answers
+	// ACME HTTP-01 challenges and feeds the certificate metrics.
+	Certs Certs
 	// Ready, when set, is consulted by /readyz (e.g. a database ping).
 	Ready func(context.Context) error
 	// Now is the clock; nil means time.Now.
@@ -157,6 +160,7 @@ func (s *Server) Start() (err error) {
 
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)
 	s.public = s.publicServer(errLog)
+	s.public.Handler = s.acmeHTTP(s.public.Handler)
 	s.tunnelSrv = &http.Server{
 		Handler:           http.HandlerFunc(s.serveTunnelHandshake),
 		ReadHeaderTimeout: s.cfg.Tunnel.HandshakeTimeout.D(),
@@ -207,14 +211,11 @@ func (s *Server) publicServer(errLog interface{ Print(...any) }) *http.Server {
 }
 
 func (s *Server) tunnelTLSConfig() *tls.Config {
-	c := s.deps.TLS.Clone()
-	c.NextProtos = []string{"http/1.1"}
-	return c
+	return listenerTLS(s.deps.TLS, "http/1.1")
 }
 
 func (s *Server) publicTLSConfig() *tls.Config {
-	c := s.deps.TLS.Clone()
-	c.NextProtos = []string{"h2", "http/1.1"}
+	c := listenerTLS(s.deps.TLS, "h2", "http/1.1")
 	// Client certificates identify tunnel clients only; visitors are
 	// never asked for one.
 	c.ClientAuth = tls.NoClientCert

@@ -24,7 +24,10 @@ type tunnel struct {
 	urls     []string
 	random   bool
 	sess     *session
-	since    time.Time
+	// httpsRedirect and hstsMaxAge (seconds) are the Bind's TLS options.
+	httpsRedirect bool
+	hstsMaxAge    int64
+	since         time.Time
 
 	// HTTP tunnels only: the reverse proxy whose transport opens streams
 	// on sess. The transport's idle pool is what reuses streams (and so
