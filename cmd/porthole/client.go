@@ -37,6 +37,7 @@ func (cf *clientFlags) register(cmd *cobra.Command, withTunnel bool, kind string
 	f.StringVar(&cf.cfg.Key, "key", "", "private key for --cert")
 	f.StringVar(&cf.cfg.CAFile, "ca-file", "", "CA to verify a wss:// server with, besides the system roots")
 	f.BoolVar(&cf.cfg.InsecureSkipVerify, "insecure-skip-verify", false, "do not verify the wss:// server's certificate (unsafe)")
+	f.StringArrayVar(&cf.cfg.ServerPins, "server-pin", nil, "accept a wss:// server whose key has this pin, sha256:BASE64 or sha256:HEX (self-signed servers; the server logs its pin at start); repeatable")
 	f.StringVar(&cf.cfg.InspectAddr, "inspect-addr", cf.cfg.InspectAddr, "local status API address")
 	f.Var(&cf.cfg.Reconnect.Base, "reconnect-base", "first reconnect backoff")
 	f.Var(&cf.cfg.Reconnect.Max, "reconnect-max", "longest reconnect backoff")
@@ -48,6 +49,8 @@ func (cf *clientFlags) register(cmd *cobra.Command, withTunnel bool, kind string
 		f.StringVar(&cf.tunnel.Hostname, "hostname", "", "a custom domain verified for your user")
 		f.StringVar(&cf.tunnel.HostHeader, "host-header", "", `Host header for the local app: "rewrite" (the target's), a value, or empty (the visitor's)`)
 		f.BoolVar(&cf.tunnel.InsecureSkipVerify, "local-insecure-skip-verify", false, "accept any certificate from an https:// local target")
+		f.BoolVar(&cf.tunnel.HTTPSRedirect, "https-redirect", false, "have the server redirect plain-HTTP visitors to the https:// URL")
+		f.Int64Var(&cf.tunnel.HSTSMaxAge, "hsts-max-age", 0, "have the server send Strict-Transport-Security with this max-age (seconds) over HTTPS")
 	} else {
 		f.IntVar(&cf.tunnel.RemotePort, "remote-port", 0, "ask for this public port")
 	}

@@ -228,7 +228,7 @@ func (c *Client) dial(ctx context.Context, url string) (*transport.Session, erro
 			return nil, he
 		}
 		if isFinalTLSError(err) {
-			return nil, &FinalError{Err: fmt.Errorf("%s: %w", url, err)}
+			return nil, &FinalError{Err: explainTLSError(url, err)}
 		}
 		return nil, err
 	}

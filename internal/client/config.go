@@ -24,6 +24,9 @@ type Config struct {
 	// InsecureSkipVerify turns off verification of a wss:// server's
 	// certificate. Never the default; warned about on every start.
 	InsecureSkipVerify bool `toml:"insecure_skip_verify"`
+	// ServerPins accept a wss:// server by its key instead of its chain:
+	// "sha256:" and the SPKI digest in base64 or hex (self-signed servers).
+	ServerPins []string `toml:"server_pins"`
 
 	Reconnect Backoff `toml:"reconnect"`
 	// HandshakeTimeout bounds connect, TLS, WebSocket and hello.
@@ -53,6 +56,10 @@ type TunnelConfig struct {
 	// InsecureSkipVerify accepts any certificate from an https:// local
 	// target (self-signed development servers).
 	InsecureSkipVerify bool `toml:"insecure_skip_verify"`
+	// HTTPSRedirect asks the server to redirect plain-HTTP visitors to
+	// https; HSTSMaxAge (seconds) to send Strict-Transport-Security.
+	HTTPSRedirect bool  `toml:"https_redirect"`
+	HSTSMaxAge    int64 `toml:"hsts_max_age"`
 }
 
 // DefaultConfig returns the client defaults.

@@ -198,6 +198,7 @@ func (t *tunnel) bindMessage() *protocol.Bind {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	b := &protocol.Bind{ID: t.bindID, Name: t.name, Kind: t.cfg.Proto, Subdomain: t.cfg.Subdomain, Hostname: t.cfg.Hostname, RemotePort: t.cfg.RemotePort}
+	b.HTTPSRedirect, b.HSTSMaxAge = t.cfg.HTTPSRedirect, t.cfg.HSTSMaxAge
 	if t.random {
 		b.Random = true
 		if t.cfg.Proto == "tcp" {
@@ -243,9 +244,10 @@ func isFinalTLSError(err error) bool {
 		invalid  x509.CertificateInvalidError
 		hostname x509.HostnameError
 		verify   *tls.CertificateVerificationError
+		pin      *PinMismatchError
 		alert    tls.AlertError
 	)
-	if errors.As(err, &unknown) || errors.As(err, &invalid) || errors.As(err, &hostname) || errors.As(err, &verify) {
+	if errors.As(err, &unknown) || errors.As(err, &invalid) || errors.As(err, &hostname) || errors.As(err, &verify) || errors.As(err, &pin) {
 		return true
 	}
 	if errors.As(err, &alert) {
