@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/porthole/porthole/internal/inspect"
@@ -19,7 +20,7 @@ func (f *httpForwarder) capture(w http.ResponseWriter, r *http.Request, next fun
 		next(w, r)
 		return
 	}
-	x := f.ins.Begin(f.t.name, r)
+	x := f.ins.Begin(f.t.name, r, visitor(r))
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = &teeBody{ReadCloser: r.Body, x: x}
 	}
@@ -31,6 +32,27 @@ func (f *httpForwarder) capture(w http.ResponseWriter, r *http.Request, next fun
 	}
 	x.Finish(err)
 }
+
+// visitor returns the visitor's address. The connection the forwarder
+// sees is a stream from the server, so it is the entry the server appended
+// to X-Forwarded-For (the last one; earlier ones are the visitor's claims).
+func visitor(r *http.Request) string {
+	if r.RemoteAddr == replayRemote {
+		return r.RemoteAddr
+	}
+	v := r.Header.Values("X-Forwarded-For")
+	if len(v) == 0 {
+		return r.RemoteAddr
+	}
+	last := v[len(v)-1]
+	if i := strings.LastIndexByte(last, ','); i >= 0 {
+		last = last[i+1:]
+	}
+	return strings.TrimSpace(last)
+}
+
+// replayRemote is the RemoteAddr of the inspector's replays.
+const replayRemote = inspect.ReplayRemoteAddr
 
 // teeBody copies what the proxy reads from a request body into the
 // exchange.

@@ -290,9 +290,13 @@ func (a *api) buildReplay(ctx context.Context, x *Exchange, e *ReplayRequest) (*
 		req.Body = http.NoBody
 	}
 	req.RequestURI = path
-	req.RemoteAddr = "inspector replay"
+	req.RemoteAddr = ReplayRemoteAddr
 	return req, 0, ""
 }
+
+// ReplayRemoteAddr is the RemoteAddr of a replayed request, shown as its
+// origin in the inspector.
+const ReplayRemoteAddr = "inspector replay"
 
 // discardWriter takes a replay's response: the recorder keeps what the
 // person wants to see, the rest has nowhere to go.

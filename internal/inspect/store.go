@@ -71,7 +71,8 @@ func NewStore(cfg Config, clock func() time.Time) (*Store, error) {
 	if clock == nil {
 		clock = time.Now
 	}
-	return &Store{cfg: cfg, clock: clock, ring: make([]*Exchange, cfg.Capacity), wake: make(chan struct{})}, nil
+	// seq starts at 1 so that 0 can mean "knows nothing yet" in Changes.
+	return &Store{cfg: cfg, clock: clock, ring: make([]*Exchange, cfg.Capacity), seq: 1, wake: make(chan struct{})}, nil
 }
 
 // Config returns the store's configuration.
@@ -118,10 +119,11 @@ type replayMark struct {
 	id atomic.Uint64
 }
 
-// Begin records the start of a request on tunnel and returns the exchange
-// to feed. The request's headers are copied now; the body is recorded by
-// WriteRequestBody as the proxy reads it.
-func (s *Store) Begin(tunnel string, r *http.Request) *Exchange {
+// Begin records the start of a request on tunnel from remote (the
+// visitor's address) and returns the exchange to feed. The request's
+// headers are copied now; the body is recorded by WriteRequestBody as the
+// proxy reads it.
+func (s *Store) Begin(tunnel string, r *http.Request, remote string) *Exchange {
 	x := &Exchange{
 		s:          s,
 		tunnel:     tunnel,
@@ -130,7 +132,7 @@ func (s *Store) Begin(tunnel string, r *http.Request) *Exchange {
 		uri:        r.RequestURI,
 		host:       r.Host,
 		proto:      r.Proto,
-		remoteAddr: r.RemoteAddr,
+		remoteAddr: remote,
 		reqHeader:  r.Header.Clone(),
 	}
 	if x.uri == "" {
