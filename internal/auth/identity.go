@@ -5,6 +5,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"time"
+
+	"github.com/porthole/porthole/internal/store"
 )
 
 // Method names how an identity was established.
@@ -29,6 +31,9 @@ type Identity struct {
 	Subdomains []string
 	// ExpiresAt is when the credential stops being valid (zero: never).
 	ExpiresAt time.Time
+	// Limits are the user's own limits from the store, read when the
+	// session authenticated; a nil field means the server-wide default.
+	Limits store.Limits
 }
 
 // Anonymous reports whether the identity carries no user.

@@ -23,7 +23,8 @@ var sqliteMigrations = []string{
 		max_sessions INTEGER,
 		requests_per_second REAL,
 		burst INTEGER,
-		bandwidth_bytes_per_second INTEGER
+		bandwidth_bytes_per_second INTEGER,
+		max_connections_per_tunnel INTEGER
 	);
 	CREATE TABLE api_keys (
 		id TEXT PRIMARY KEY,
@@ -79,7 +80,8 @@ var postgresMigrations = []string{
 		max_sessions INTEGER,
 		requests_per_second DOUBLE PRECISION,
 		burst INTEGER,
-		bandwidth_bytes_per_second BIGINT
+		bandwidth_bytes_per_second BIGINT,
+		max_connections_per_tunnel INTEGER
 	);
 	CREATE TABLE api_keys (
 		id TEXT PRIMARY KEY,

@@ -133,7 +133,7 @@ func (s *sqlStore) CreateUser(ctx context.Context, name string) (User, error) {
 	return User{Name: name, CreatedAt: now}, nil
 }
 
-const userCols = `name, created_at, max_tunnels, max_sessions, requests_per_second, burst, bandwidth_bytes_per_second`
+const userCols = `name, created_at, max_tunnels, max_sessions, requests_per_second, burst, bandwidth_bytes_per_second, max_connections_per_tunnel`
 
 func scanUser(sc interface{ Scan(...any) error }) (User, error) {
 	var (
@@ -142,9 +142,9 @@ func scanUser(sc interface{ Scan(...any) error }) (User, error) {
 		mt, mss sql.NullInt64
 		rps     sql.NullFloat64
 		burst   sql.NullInt64
-		bw      sql.NullInt64
+		bw, mct sql.NullInt64
 	)
-	if err := sc.Scan(&u.Name, &created, &mt, &mss, &rps, &burst, &bw); err != nil {
+	if err := sc.Scan(&u.Name, &created, &mt, &mss, &rps, &burst, &bw, &mct); err != nil {
 		return u, err
 	}
 	u.CreatedAt = time.UnixMilli(created).UTC()
@@ -153,6 +153,7 @@ func scanUser(sc interface{ Scan(...any) error }) (User, error) {
 		MaxSessions:             nullInt(mss),
 		Burst:                   nullInt(burst),
 		BandwidthBytesPerSecond: nullInt64(bw),
+		MaxConnectionsPerTunnel: nullInt(mct),
 	}
 	if rps.Valid {
 		v := rps.Float64
@@ -231,8 +232,8 @@ func (s *sqlStore) SetUserLimits(ctx context.Context, name string, l Limits) err
 	if l.RequestsPerSecond != nil {
 		rps = *l.RequestsPerSecond
 	}
-	res, err := s.exec(ctx, `UPDATE users SET max_tunnels = ?, max_sessions = ?, requests_per_second = ?, burst = ?, bandwidth_bytes_per_second = ? WHERE name = ?`,
-		ptrArg(l.MaxTunnels), ptrArg(l.MaxSessions), rps, ptrArg(l.Burst), ptrArg64(l.BandwidthBytesPerSecond), name)
+	res, err := s.exec(ctx, `UPDATE users SET max_tunnels = ?, max_sessions = ?, requests_per_second = ?, burst = ?, bandwidth_bytes_per_second = ?, max_connections_per_tunnel = ? WHERE name = ?`,
+		ptrArg(l.MaxTunnels), ptrArg(l.MaxSessions), rps, ptrArg(l.Burst), ptrArg64(l.BandwidthBytesPerSecond), ptrArg(l.MaxConnectionsPerTunnel), name)
 	if err != nil {
 		return err
 	}

@@ -34,6 +34,7 @@ type Limits struct {
 	RequestsPerSecond       *float64
 	Burst                   *int
 	BandwidthBytesPerSecond *int64
+	MaxConnectionsPerTunnel *int
 }
 
 // User is an account that credentials act for.

@@ -118,12 +118,12 @@ func testLimits(t *testing.T, h Harness, s store.Store) {
 	ctx := context.Background()
 	_, err := s.CreateUser(ctx, "alice")
 	must(t, err)
-	l := store.Limits{MaxTunnels: ptr(3), MaxSessions: ptr(2), RequestsPerSecond: ptr(12.5), Burst: ptr(40), BandwidthBytesPerSecond: ptr(int64(1) << 40)}
+	l := store.Limits{MaxTunnels: ptr(3), MaxSessions: ptr(2), RequestsPerSecond: ptr(12.5), Burst: ptr(40), BandwidthBytesPerSecond: ptr(int64(1) << 40), MaxConnectionsPerTunnel: ptr(7)}
 	must(t, s.SetUserLimits(ctx, "alice", l))
 	u, err := s.GetUser(ctx, "alice")
 	must(t, err)
 	g := u.Limits
-	if g.MaxTunnels == nil || *g.MaxTunnels != 3 || *g.MaxSessions != 2 || *g.RequestsPerSecond != 12.5 || *g.Burst != 40 || *g.BandwidthBytesPerSecond != 1<<40 {
+	if g.MaxTunnels == nil || *g.MaxTunnels != 3 || *g.MaxSessions != 2 || *g.RequestsPerSecond != 12.5 || *g.Burst != 40 || *g.BandwidthBytesPerSecond != 1<<40 || g.MaxConnectionsPerTunnel == nil || *g.MaxConnectionsPerTunnel != 7 {
 		t.Fatalf("limits = %+v", g)
 	}
 	// Clearing one leaves the others.

@@ -1,0 +1,352 @@
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/porthole/porthole/internal/protocol"
+	"github.com/porthole/porthole/internal/store"
+)
+
+// Options are what a Service is built from besides its Config.
+type Options struct {
+	Store store.Store
+	// DataDir holds the token signing key unless Config.SigningKeyFile
+	// names another place.
+	DataDir string
+	Logger  *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Service authenticates tunnel clients against the store: API keys,
+// tokens (its own and external issuers') and client certificates. It
+// implements Authenticator.
+type Service struct {
+	cfg     Config
+	st      store.Store
+	log     *slog.Logger
+	now     func() time.Time
+	key     *SigningKey
+	issuers map[string]*verifier
+	thr     *throttle
+}
+
+// SigningKeyPath is where cfg keeps the token signing key.
+func SigningKeyPath(cfg Config, dataDir string) string {
+	if cfg.SigningKeyFile != "" {
+		return cfg.SigningKeyFile
+	}
+	return filepath.Join(dataDir, SigningKeyFile)
+}
+
+// New builds a Service, creating the token signing key in the data
+// directory if it does not exist yet and loading external issuers' keys.
+func New(cfg Config, o Options) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if o.Store == nil {
+		return nil, errors.New("auth: a store is required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	key, err := LoadOrCreateSigningKey(SigningKeyPath(cfg, o.DataDir))
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{
+		cfg: cfg, st: o.Store, log: o.Logger, now: o.Now, key: key,
+		issuers: map[string]*verifier{cfg.TokenIssuer: ownVerifier(cfg.TokenIssuer, key)},
+		thr:     newThrottle(cfg.FailedAuthPerMinute, cfg.FailedAuthBurst),
+	}
+	for _, ic := range cfg.Issuers {
+		v, err := newVerifier(ic)
+		if err != nil {
+			return nil, err
+		}
+		s.issuers[ic.Issuer] = v
+	}
+	return s, nil
+}
+
+// Store returns the store the service reads.
+func (s *Service) Store() store.Store { return s.st }
+
+// Config returns the service's config with defaults filled in.
+func (s *Service) Config() Config { return s.cfg }
+
+func unauthorized(format string, args ...any) error {
+	return protocol.Err(protocol.CodeUnauthorized, true, format, args...)
+}
+
+func internalErr(what string, err error) error {
+	return protocol.Err(protocol.CodeInternal, false, "%s: the server could not read its user store, try again (%v)", what, err)
+}
+
+// Authenticate implements Authenticator. An API key wins over a token,
+// and both over a client certificate, when several are presented.
+func (s *Service) Authenticate(ctx context.Context, c Credentials) (*Identity, error) {
+	now := s.now()
+	if wait, blocked := s.thr.blocked(c.RemoteAddr, now); blocked {
+		secs := int64(wait/time.Second) + 1
+		e := protocol.Err(protocol.CodeRateLimited, false, "too many failed authentication attempts from your address; try again in %ds", secs)
+		e.RetryAfterMillis = secs * 1000
+		return nil, e
+	}
+	var (
+		id  *Identity
+		err error
+	)
+	switch {
+	case c.APIKey != "":
+		id, err = s.authAPIKey(ctx, c.APIKey, now)
+	case c.Token != "":
+		id, err = s.authToken(ctx, c.Token, now)
+	case len(c.PeerCerts) > 0:
+		id, err = s.authCert(ctx, c, now)
+	default:
+		return nil, ErrNoCredentials
+	}
+	if err != nil {
+		var perr *protocol.Error
+		if errors.As(err, &perr) && perr.Code == protocol.CodeUnauthorized {
+			s.thr.failed(c.RemoteAddr, now)
+		}
+		return nil, err
+	}
+	return id, nil
+}
+
+func (s *Service) authAPIKey(ctx context.Context, key string, now time.Time) (*Identity, error) {
+	if !wellFormedAPIKey(key) {
+		return nil, unauthorized("the API key is malformed (want %s followed by 43 letters and digits, as 'porthole admin keys create' prints it)", APIKeyPrefix)
+	}
+	h := HashAPIKey(key)
+	k, stored, err := s.st.APIKeyByHash(ctx, h)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !hashesEqual(stored, h)) {
+		return nil, unauthorized("unknown API key")
+	}
+	if err != nil {
+		return nil, internalErr("API key", err)
+	}
+	if !k.RevokedAt.IsZero() {
+		return nil, unauthorized("API key %s was revoked at %s", k.ID, k.RevokedAt.Format(time.RFC3339))
+	}
+	if !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt) {
+		return nil, unauthorized("API key %s expired at %s", k.ID, k.ExpiresAt.Format(time.RFC3339))
+	}
+	u, err := s.st.GetUser(ctx, k.User)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, unauthorized("API key %s belongs to a user who no longer exists", k.ID)
+		}
+		return nil, internalErr("API key", err)
+	}
+	if err := s.st.TouchAPIKey(ctx, k.ID, now); err != nil {
+		// Recording the use is a convenience; a busy database must not
+		// refuse a valid key for it.
+		s.log.Debug("could not record API key use", "key_id", k.ID, "err", err)
+	}
+	return &Identity{User: u.Name, Method: MethodAPIKey, CredentialID: k.ID, ExpiresAt: k.ExpiresAt, Limits: u.Limits}, nil
+}
+
+// tokenHeader is a token's first part; it is read before verification
+// only to choose the issuer and explain refusals.
+type tokenHeader struct {
+	Alg string `json:"alg"`
+	Kid string `json:"kid"`
+}
+
+func peek(raw string) (tokenHeader, string, error) {
+	var h tokenHeader
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return h, "", errors.New("not three dot-separated parts")
+	}
+	hb, err := base64.RawURLEncoding.DecodeString(parts[0])
+	if err != nil || json.Unmarshal(hb, &h) != nil {
+		return h, "", errors.New("bad header")
+	}
+	cb, err := base64.RawURLEncoding.DecodeString(parts[1])
+	var claims struct {
+		Iss any `json:"iss"`
+	}
+	if err != nil || json.Unmarshal(cb, &claims) != nil {
+		return h, "", errors.New("bad claims")
+	}
+	iss, _ := claims.Iss.(string)
+	return h, iss, nil
+}
+
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
+
+func (s *Service) authToken(ctx context.Context, raw string, now time.Time) (*Identity, error) {
+	hdr, iss, err := peek(raw)
+	if err != nil {
+		return nil, unauthorized("the token is malformed: %v", err)
+	}
+	v := s.issuers[iss]
+	if v == nil {
+		return nil, unauthorized("tokens from issuer %q are not accepted by this server", clip(iss))
+	}
+	if !slices.Contains(v.algs, hdr.Alg) {
+		return nil, unauthorized("token algorithm %q is not accepted from issuer %s (allowed: %s)", clip(hdr.Alg), v.name, strings.Join(v.algs, ", "))
+	}
+	claims := jwt.MapClaims{}
+	_, err = jwt.ParseWithClaims(raw, claims, v.keyFunc,
+		jwt.WithValidMethods(v.algs),
+		jwt.WithIssuer(v.issuer),
+		jwt.WithAudience(v.audience...),
+		jwt.WithLeeway(s.cfg.Leeway.D()),
+		jwt.WithExpirationRequired(),
+		jwt.WithTimeFunc(func() time.Time { return now }),
+	)
+	if err != nil {
+		return nil, tokenError(err, claims)
+	}
+	user, _ := claims[v.userClaim].(string)
+	user = strings.ToLower(user)
+	if user == "" {
+		return nil, unauthorized("the token has no %q claim naming the user", v.userClaim)
+	}
+	if err := store.ValidateUserName(user); err != nil {
+		return nil, unauthorized("the token's %s claim: %v", v.userClaim, err)
+	}
+	var subs []string
+	if raw, ok := claims[v.subsClaim]; ok {
+		list, ok := raw.([]any)
+		if !ok {
+			return nil, unauthorized("the token's %q claim is not a list of subdomains", v.subsClaim)
+		}
+		subs = make([]string, 0, len(list))
+		for _, x := range list {
+			name, ok := x.(string)
+			if !ok {
+				return nil, unauthorized("the token's %q claim is not a list of subdomains", v.subsClaim)
+			}
+			subs = append(subs, name)
+		}
+	}
+	jti, _ := claims["jti"].(string)
+	credID := "jwt:" + jti
+	if jti != "" {
+		revoked, err := s.st.TokenRevoked(ctx, jti)
+		if err != nil {
+			return nil, internalErr("token", err)
+		}
+		if revoked {
+			return nil, unauthorized("the token %s was revoked", clip(jti))
+		}
+	} else {
+		sum := sha256.Sum256([]byte(raw))
+		credID = "jwt:" + v.name + ":" + hex.EncodeToString(sum[:8])
+	}
+	var exp time.Time
+	if e, err := claims.GetExpirationTime(); err == nil && e != nil {
+		exp = e.Time
+	}
+	id := &Identity{User: user, Method: MethodToken, CredentialID: credID, Subdomains: subs, ExpiresAt: exp}
+	u, err := s.st.GetUser(ctx, user)
+	switch {
+	case err == nil:
+		id.Limits = u.Limits
+	case errors.Is(err, store.ErrNotFound) && v.allowUsers:
+	case errors.Is(err, store.ErrNotFound):
+		return nil, unauthorized("the token names user %q, who does not exist on this server", user)
+	default:
+		return nil, internalErr("token", err)
+	}
+	return id, nil
+}
+
+// tokenError explains why a token was refused, without quoting it.
+func tokenError(err error, claims jwt.MapClaims) error {
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired):
+		if e, _ := claims.GetExpirationTime(); e != nil {
+			return unauthorized("the token expired at %s", e.Time.UTC().Format(time.RFC3339))
+		}
+		return unauthorized("the token has expired")
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		if n, _ := claims.GetNotBefore(); n != nil {
+			return unauthorized("the token is not valid before %s", n.Time.UTC().Format(time.RFC3339))
+		}
+		return unauthorized("the token is not valid yet")
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return unauthorized("the token has no expiry (exp claim); tokens must expire")
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return unauthorized("the token's audience (aud) is not one this server accepts")
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		return unauthorized("the token cannot be verified: %v", errors.Unwrap(err))
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return unauthorized("the token's signature does not verify (it was altered or signed with another key)")
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return unauthorized("the token is malformed")
+	}
+	return unauthorized("the token is invalid: %v", err)
+}
+
+func (s *Service) authCert(ctx context.Context, c Credentials, now time.Time) (*Identity, error) {
+	leaf := c.PeerCerts[0]
+	if now.After(leaf.NotAfter) {
+		return nil, unauthorized("the client certificate expired at %s", leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	user, err := certUser(s.cfg.ClientCert, leaf)
+	if err != nil {
+		return nil, unauthorized("%v", err)
+	}
+	if err := store.ValidateUserName(user); err != nil {
+		return nil, unauthorized("the client certificate's user: %v", err)
+	}
+	id := &Identity{User: user, Method: MethodCert, CredentialID: certID(leaf), ExpiresAt: leaf.NotAfter}
+	u, err := s.st.GetUser(ctx, user)
+	switch {
+	case err == nil:
+		id.Limits = u.Limits
+	case errors.Is(err, store.ErrNotFound) && s.cfg.ClientCert.AllowUnknownUsers:
+	case errors.Is(err, store.ErrNotFound):
+		return nil, unauthorized("the client certificate names user %q, who does not exist on this server", user)
+	default:
+		return nil, internalErr("client certificate", err)
+	}
+	return id, nil
+}
+
+// IssueToken signs a token for an existing user with the server's key.
+func (s *Service) IssueToken(ctx context.Context, user string, ttl time.Duration, subdomains []string) (IssuedToken, error) {
+	return IssueToken(ctx, s.st, s.key, s.cfg, user, ttl, subdomains, s.now())
+}
+
+// IssueToken signs a token for user, who must exist in st.
+func IssueToken(ctx context.Context, st store.Store, key *SigningKey, cfg Config, user string, ttl time.Duration, subdomains []string, now time.Time) (IssuedToken, error) {
+	cfg = cfg.withDefaults()
+	if _, err := st.GetUser(ctx, user); err != nil {
+		return IssuedToken{}, err
+	}
+	return key.IssueToken(cfg.TokenIssuer, user, ttl, subdomains, now)
+}
+
+// compile-time check
+var _ Authenticator = (*Service)(nil)
