@@ -36,6 +36,9 @@ func serverCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := watchRevocations(cmd.Context(), srv, deps); err != nil {
+				return err
+			}
 			return srv.Run(cmd.Context())
 		},
 	}

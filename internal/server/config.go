@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/porthole/porthole/internal/auth"
 	"github.com/porthole/porthole/internal/certs"
 	"github.com/porthole/porthole/internal/config"
 	"github.com/porthole/porthole/internal/limits"
@@ -42,6 +43,7 @@ type Config struct {
 	HTTP       HTTPConfig      `toml:"http"`
 	Tunnel     TunnelConfig    `toml:"tunnel"`
 	Limits     limits.Config   `toml:"limits"`
+	Auth       auth.Config     `toml:"auth"`
 }
 
 // SubdomainConfig chooses how tunnels are named.
@@ -188,6 +190,9 @@ func (c *Config) Validate() error {
 		bad("tunnel.idle_streams must be at least 1")
 	}
 	if err := c.Limits.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Auth.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
