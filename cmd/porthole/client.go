@@ -12,9 +12,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/porthole/porthole/internal/client"
 	"github.com/porthole/porthole/internal/config"
+	"github.com/porthole/porthole/internal/dashboard"
+	"github.com/porthole/porthole/internal/inspect"
 	"github.com/porthole/porthole/internal/version"
 )
 
@@ -24,6 +27,8 @@ type clientFlags struct {
 	cfgFile string
 	servers []string
 	tunnel  client.TunnelConfig
+	inspect inspect.Config
+	noDash  bool
 }
 
 func (cf *clientFlags) register(cmd *cobra.Command, withTunnel bool, kind string) {
@@ -38,7 +43,11 @@ func (cf *clientFlags) register(cmd *cobra.Command, withTunnel bool, kind string
 	f.StringVar(&cf.cfg.CAFile, "ca-file", "", "CA to verify a wss:// server with, besides the system roots")
 	f.BoolVar(&cf.cfg.InsecureSkipVerify, "insecure-skip-verify", false, "do not verify the wss:// server's certificate (unsafe)")
 	f.StringArrayVar(&cf.cfg.ServerPins, "server-pin", nil, "accept a wss:// server whose key has this pin, sha256:BASE64 or sha256:HEX (self-signed servers; the server logs its pin at start); repeatable")
-	f.StringVar(&cf.cfg.InspectAddr, "inspect-addr", cf.cfg.InspectAddr, "local status API address")
+	f.StringVar(&cf.cfg.InspectAddr, "inspect-addr", cf.cfg.InspectAddr, `local status API and request inspector address ("off" to turn them off)`)
+	cf.inspect = inspect.DefaultConfig()
+	f.Var(&cf.inspect.BodyLimit, "inspect-body-limit", "bytes of each request and response body the inspector keeps, e.g. 64KiB or 1MiB (0 keeps none)")
+	f.IntVar(&cf.inspect.Capacity, "inspect-capacity", cf.inspect.Capacity, "how many recent requests the inspector keeps")
+	f.BoolVar(&cf.noDash, "no-dashboard", false, "print log lines instead of the terminal dashboard, also when stdout is a terminal")
 	f.Var(&cf.cfg.Reconnect.Base, "reconnect-base", "first reconnect backoff")
 	f.Var(&cf.cfg.Reconnect.Max, "reconnect-max", "longest reconnect backoff")
 	if !withTunnel {
@@ -107,7 +116,7 @@ func clientCmd(g *globalFlags, kind string) *cobra.Command {
 			}
 			cf.tunnel.Proto = kind
 			cf.tunnel.Addr = args[0]
-			return runClient(cmd, g, &cf.cfg, []client.Spec{{Name: kind, Config: cf.tunnel}})
+			return runClient(cmd, g, &cf, []client.Spec{{Name: kind, Config: cf.tunnel}})
 		},
 	}
 	cf.register(cmd, true, kind)
@@ -141,21 +150,45 @@ func startCmd(g *globalFlags) *cobra.Command {
 				}
 				specs = append(specs, client.Spec{Name: n, Config: t})
 			}
-			return runClient(cmd, g, &cf.cfg, specs)
+			return runClient(cmd, g, &cf, specs)
 		},
 	}
 	cf.register(cmd, false, "")
 	return cmd
 }
 
-// runClient runs tunnels until interrupted or a final error.
-func runClient(cmd *cobra.Command, g *globalFlags, cfg *client.Config, specs []client.Spec) error {
-	log, err := g.logger(cmd.ErrOrStderr())
+// runClient runs tunnels until interrupted or a final error. On a terminal
+// it draws the dashboard; otherwise it prints the Forwarding lines on
+// stdout and logs on stderr, for scripts and service managers.
+func runClient(cmd *cobra.Command, g *globalFlags, cf *clientFlags, specs []client.Spec) error {
+	cfg := &cf.cfg
+	out := cmd.OutOrStdout()
+	var dash *dashboard.Dashboard
+	tty, isTTY := out.(*os.File)
+	isTTY = isTTY && !cf.noDash && term.IsTerminal(int(tty.Fd())) && os.Getenv("TERM") != "dumb"
+	logOut := cmd.ErrOrStderr()
+	if isTTY {
+		dash = dashboard.New(dashboard.Options{
+			Out:   out,
+			Color: os.Getenv("NO_COLOR") == "",
+			Size:  func() (int, int, error) { return term.GetSize(int(tty.Fd())) },
+		})
+		// Log lines would scroll through the drawing: the dashboard shows
+		// the latest ones, and only warnings unless asked for more.
+		logOut = dash.LogWriter()
+		if !cmd.Flags().Changed("log-level") {
+			g.logLevel = "warn"
+		}
+	}
+	log, err := g.logger(logOut)
 	if err != nil {
 		return err
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	if err := cf.inspect.Validate(); err != nil {
+		return usageError{err}
 	}
 	tc, err := cfg.TLSConfig()
 	if err != nil {
@@ -164,19 +197,47 @@ func runClient(cmd *cobra.Command, g *globalFlags, cfg *client.Config, specs []c
 	if cfg.InsecureSkipVerify {
 		log.Warn("server certificate verification is OFF (--insecure-skip-verify): anyone on the path can read and change this tunnel's traffic")
 	}
-	out := cmd.OutOrStdout()
+	store, err := inspect.NewStore(cf.inspect, nil)
+	if err != nil {
+		return err
+	}
+	onEvent := func(e client.Event) { printEvent(out, e) }
+	if dash != nil {
+		onEvent = dash.Event
+	}
 	c, err := client.New(*cfg, specs, client.Deps{
-		Logger:  log,
-		TLS:     tc,
-		Version: version.String(),
-		OnEvent: func(e client.Event) { printEvent(out, e) },
+		Logger:    log,
+		TLS:       tc,
+		Version:   version.String(),
+		OnEvent:   onEvent,
+		Inspector: store,
 	})
 	if err != nil {
 		return err
 	}
-	stopInspect := serveInspect(log, cfg.InspectAddr, c.Handler(), cmd.Flags().Changed("inspect-addr"))
+	host, _, _ := net.SplitHostPort(cfg.InspectAddr)
+	h := inspect.NewHandler(inspect.Options{
+		Store:      store,
+		Metrics:    inspect.NewMetrics(c.InspectSnapshot, store),
+		Replayer:   c,
+		Status:     c.Handler(),
+		ListenHost: host,
+		Logger:     log,
+	})
+	url, stopInspect := startInspect(log, cfg.InspectAddr, h, cmd.Flags().Changed("inspect-addr"))
 	defer stopInspect()
-	return c.Run(cmd.Context())
+	if dash == nil {
+		return c.Run(cmd.Context())
+	}
+	dash.SetSources(c.Status, store.Recent, url)
+	ctx, stopDash := context.WithCancel(cmd.Context())
+	drawn := make(chan struct{})
+	go func() { dash.Run(ctx); close(drawn) }()
+	err = c.Run(cmd.Context())
+	// Give the terminal back before main prints a final error on it.
+	stopDash()
+	<-drawn
+	return err
 }
 
 func printEvent(out io.Writer, e client.Event) {
@@ -188,8 +249,15 @@ func printEvent(out io.Writer, e client.Event) {
 // serveInspect starts the local status API. When the default address is
 // taken (another client runs), it tries the next few ports.
 func serveInspect(log *slog.Logger, addr string, h http.Handler, explicit bool) func() {
+	_, stop := startInspect(log, addr, h, explicit)
+	return stop
+}
+
+// startInspect is serveInspect that also returns the inspector's URL
+// (empty when it did not start).
+func startInspect(log *slog.Logger, addr string, h http.Handler, explicit bool) (string, func()) {
 	if addr == "" || addr == "off" {
-		return func() {}
+		return "", func() {}
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil && !explicit {
@@ -201,12 +269,16 @@ func serveInspect(log *slog.Logger, addr string, h http.Handler, explicit bool) 
 	}
 	if err != nil {
 		log.Warn("status API not started", "addr", addr, "err", err)
-		return func() {}
+		return "", func() {}
+	}
+	if ta, ok := ln.Addr().(*net.TCPAddr); ok && !ta.IP.IsLoopback() {
+		log.Warn("the request inspector is reachable from other machines: it shows request bodies and replays requests to the local app", "addr", ln.Addr().String())
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
-	log.Info("status API", "url", "http://"+ln.Addr().String()+"/api/status")
-	return func() {
+	url := "http://" + ln.Addr().String()
+	log.Info("request inspector", "url", url, "status", url+"/api/status")
+	return url, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
