@@ -122,6 +122,8 @@ function connect() {
     const before = state.items.get(s.id);
     state.items.set(s.id, s);
     renderList();
+    // The tunnel counters in the header moved too.
+    if (s.done) refreshStatusSoon();
     // The open exchange finished or got its response: show the rest.
     if (s.id === state.selected && (!before || before.done !== s.done || before.status !== s.status)) {
       loadDetail(s.id);
@@ -290,7 +292,14 @@ async function replay(id, edit) {
 
 // ---- status header ----
 
+let statusTimer = 0;
+function refreshStatusSoon() {
+  clearTimeout(statusTimer);
+  statusTimer = setTimeout(pollStatus, 300);
+}
+
 async function pollStatus() {
+  clearTimeout(statusTimer);
   try {
     const r = await fetch('/api/status');
     if (r.ok) {
@@ -310,7 +319,7 @@ async function pollStatus() {
     s.textContent = 'client not answering';
     s.className = 'state stopped';
   }
-  setTimeout(pollStatus, 2000);
+  statusTimer = setTimeout(pollStatus, 2000);
 }
 
 document.addEventListener('DOMContentLoaded', () => {
