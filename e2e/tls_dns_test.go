@@ -60,8 +60,10 @@ func startTLSDNS(t *testing.T, zones ...string) *tlsDNS {
 	}
 	d.Addr = pc.LocalAddr().String()
 	secrets := map[string]string{d.KeyName: d.Secret}
-	udp := &dns.Server{PacketConn: pc, Handler: d, TsigSecret: secrets}
-	tcp := &dns.Server{Listener: ln, Handler: d, TsigSecret: secrets}
+	// The default accept function answers NOTIMP to UPDATE messages.
+	accept := func(dns.Header) dns.MsgAcceptAction { return dns.MsgAccept }
+	udp := &dns.Server{PacketConn: pc, Handler: d, TsigSecret: secrets, MsgAcceptFunc: accept}
+	tcp := &dns.Server{Listener: ln, Handler: d, TsigSecret: secrets, MsgAcceptFunc: accept}
 	go udp.ActivateAndServe()
 	go tcp.ActivateAndServe()
 	t.Cleanup(func() {

@@ -1,15 +1,29 @@
 package e2e
 
 import (
+	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/porthole/porthole/internal/auth"
 	"github.com/porthole/porthole/internal/certs"
+	"github.com/porthole/porthole/internal/client"
+	"github.com/porthole/porthole/internal/protocol"
+	"github.com/porthole/porthole/internal/server"
 )
 
 // TestTLSBinary drives the built binary: certificate reloads on a live
@@ -172,4 +186,277 @@ func testWSS(t *testing.T, bin string) {
 	t.Run("NeitherCANorPin", func(t *testing.T) {
 		fails(t, []string{"not signed by a CA this machine trusts", "--ca-file", "--server-pin " + pin})
 	})
+}
+
+// verifiedDomains is the identity layer's stand-in: a fixed set of
+// verified custom domains, and a count of what was asked.
+type verifiedDomains struct {
+	mu    sync.Mutex
+	names map[string]bool
+	asked []string
+}
+
+func (v *verifiedDomains) Allowed(_ context.Context, host string) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.asked = append(v.asked, host)
+	if !v.names[host] {
+		return fmt.Errorf("%s is not a verified domain", host)
+	}
+	return nil
+}
+
+// verifiedPolicy lets clients bind the verified custom domains.
+type verifiedPolicy struct {
+	server.OpenPolicy
+	domains *verifiedDomains
+}
+
+func (p verifiedPolicy) CheckHostname(ctx context.Context, _ *auth.Identity, host string) error {
+	p.domains.mu.Lock()
+	ok := p.domains.names[host]
+	p.domains.mu.Unlock()
+	if !ok {
+		return protocol.Err(protocol.CodeForbidden, true, "%s is not verified", host)
+	}
+	return nil
+}
+
+// TestTLSACME runs the whole ACME flow on loopback against Pebble and a
+// DNS server of the test's own: the wildcard certificate via DNS-01 (RFC
+// 2136 updates signed with TSIG), an on-demand certificate for a verified
+// custom domain via HTTP-01 or TLS-ALPN-01, tunnels served over HTTPS with
+// them and a client that verifies the tunnel listener against Pebble's
+// root. Unknown names must not cause a single issuance attempt.
+func TestTLSACME(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs Pebble")
+	}
+	dnsSrv := startTLSDNS(t, "acme.test", "custom.test")
+	httpPort, httpsPort := freePort(t), freePort(t)
+	ca := startPebble(t, dnsSrv.Addr, httpPort, httpsPort)
+	roots := certPool(ca.Root)
+
+	domains := &verifiedDomains{names: map[string]bool{"app.custom.test": true, "http.custom.test": true}}
+
+	// TLS-ALPN-01 only here, HTTP-01 only in the second server below:
+	// with both allowed, the ACME client picks one at random and falls
+	// back to the other, which would hide a broken one.
+	acme := certs.ACMEConfig{
+		Wildcard:   true,
+		OnDemand:   true,
+		Challenges: []string{certs.ChallengeTLSALPN01},
+		DNS: certs.DNSConfig{
+			Provider: "rfc2136",
+			// One primary, updated directly: nothing to wait for.
+			SkipPropagationCheck: true,
+			Resolvers:            []string{dnsSrv.Addr},
+			RFC2136:              certs.RFC2136Config{Server: dnsSrv.Addr, KeyName: dnsSrv.KeyName, Key: dnsSrv.Secret},
+		},
+	}
+	srv, ts, cfg := startACMEServer(t, ca, httpPort, httpsPort, acme, domains)
+
+	// The wildcard and the apex, obtained in the background at start.
+	waitFor(t, "the wildcard certificate", 90*time.Second, func() bool {
+		st := ts.Certs.Stats()
+		return st.ACME.New.Obtained >= 2 || st.ACME.New.Failed > 0
+	})
+	if st := ts.Certs.Stats(); st.ACME.New.Failed > 0 {
+		t.Fatalf("obtaining the wildcard failed: %+v", st.ACME)
+	}
+	if got := handshakeCert(t, cfg.HTTPSAddr, "anything.acme.test"); !slices.Contains(got.DNSNames, "*.acme.test") {
+		t.Fatalf("subdomain handshake got a certificate for %v", got.DNSNames)
+	}
+	if accepted, refused := dnsSrv.counts(); accepted < 2 || refused != 0 {
+		t.Fatalf("DNS updates: %d accepted, %d refused; want the TXT records added and removed with a valid signature", accepted, refused)
+	}
+
+	// A client verifies the tunnel listener against Pebble's root. It
+	// dials the address but checks the server's name, as it would with
+	// real DNS.
+	app := startLocalApp(t)
+	clientLogs := &lineBufWriter{b: newLineBuf()}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("client log:\n%s", clientLogs.b)
+		}
+	})
+	ccfg := client.DefaultConfig()
+	ccfg.Servers = []string{"wss://" + srv.TunnelAddr().String()}
+	ccfg.InspectAddr = ""
+	urls := make(chan string, 4)
+	c, err := client.New(ccfg, []client.Spec{
+		{Name: "web", Config: client.TunnelConfig{Proto: "http", Addr: app, Subdomain: "web", HTTPSRedirect: true, HSTSMaxAge: 3600}},
+		{Name: "custom", Config: client.TunnelConfig{Proto: "http", Addr: app, Hostname: "app.custom.test"}},
+	}, client.Deps{
+		Logger: slog.New(slog.NewTextHandler(clientLogs, nil)),
+		TLS:    &tls.Config{RootCAs: roots, ServerName: "acme.test", MinVersion: tls.VersionTLS12},
+		OnEvent: func(e client.Event) {
+			if e.Kind == client.EventForwarding {
+				urls <- e.Tunnel.URL
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, ccancel := context.WithCancel(context.Background())
+	cdone := make(chan error, 1)
+	go func() { cdone <- c.Run(cctx) }()
+	stopClient := sync.OnceFunc(func() { ccancel(); <-cdone })
+	t.Cleanup(stopClient)
+	got := map[string]bool{}
+	for len(got) < 2 {
+		select {
+		case u := <-urls:
+			got[u] = true
+		case err := <-cdone:
+			t.Fatalf("client stopped: %v", err)
+		case <-time.After(20 * time.Second):
+			t.Fatalf("tunnels not up; got %v", got)
+		}
+	}
+	webURL := fmt.Sprintf("https://web.acme.test:%d", httpsPort)
+	customURL := fmt.Sprintf("https://app.custom.test:%d", httpsPort)
+	if !got[webURL] || !got[customURL] {
+		t.Fatalf("Forwarding URLs %v; want %s and %s", got, webURL, customURL)
+	}
+
+	v := newVisitor(roots, cfg.HTTPSAddr)
+	resp, err := v.Get(webURL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "hello from the app (https)") || resp.ProtoMajor != 2 {
+		t.Fatalf("GET %s: %s HTTP/%d %q", webURL, resp.Status, resp.ProtoMajor, body)
+	}
+	if hsts := resp.Header.Get("Strict-Transport-Security"); hsts != "max-age=3600" {
+		t.Errorf("Strict-Transport-Security %q, want max-age=3600", hsts)
+	}
+	// Plain HTTP is redirected to the same path over HTTPS.
+	plain := newVisitor(nil, cfg.HTTPAddr)
+	resp, err = plain.Get(fmt.Sprintf("http://web.acme.test:%d/a/b?c=d", httpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusPermanentRedirect || loc != webURL+"/a/b?c=d" {
+		t.Errorf("plain HTTP: %s Location %q; want 308 to %s/a/b?c=d", resp.Status, loc, webURL)
+	}
+	if resp.Header.Get("Strict-Transport-Security") != "" {
+		t.Error("HSTS sent over plain HTTP (RFC 6797 section 7.2 forbids it)")
+	}
+
+	// The verified custom domain gets its certificate at its first
+	// handshake.
+	before := ts.Certs.Stats().ACME.New.Attempts
+	status, body2, _ := v.get(t, customURL+"/")
+	if status != 200 || !strings.Contains(body2, "hello from the app") {
+		t.Fatalf("GET %s: %d %q", customURL, status, body2)
+	}
+	if names := v.lastCert().DNSNames; !slices.Equal(names, []string{"app.custom.test"}) {
+		t.Fatalf("custom domain served a certificate for %v", names)
+	}
+	if n := ts.Certs.Stats().ACME.New.Attempts - before; n != 1 {
+		t.Fatalf("%d issuance attempts for the custom domain, want 1", n)
+	}
+
+	// Names nobody verified: refused at the decision, before any order.
+	st0 := ts.Certs.Stats()
+	for _, name := range []string{"unknown.example.net", "other.custom.test", "127.0.0.1.nip.example"} {
+		conn, err := tls.Dial("tcp", cfg.HTTPSAddr, &tls.Config{ServerName: name, RootCAs: roots})
+		if err == nil {
+			conn.Close()
+			t.Errorf("handshake for unverified %s succeeded", name)
+		}
+	}
+	st1 := ts.Certs.Stats()
+	if st1.ACME.New.Attempts != st0.ACME.New.Attempts {
+		t.Fatalf("unknown names caused %d issuance attempts, want 0", st1.ACME.New.Attempts-st0.ACME.New.Attempts)
+	}
+	if st1.OnDemandRefused-st0.OnDemandRefused != 3 {
+		t.Fatalf("%d on-demand refusals, want 3", st1.OnDemandRefused-st0.OnDemandRefused)
+	}
+
+	// HTTP-01, answered on the public HTTP listener, by a second server
+	// on the same ports (Pebble validates there).
+	stopClient()
+	srv.Shutdown()
+	ts.Close()
+	_, ts2, cfg2 := startACMEServer(t, ca, httpPort, httpsPort, certs.ACMEConfig{
+		OnDemand:   true,
+		Challenges: []string{certs.ChallengeHTTP01},
+	}, domains)
+	if got := handshakeCertVerified(t, cfg2.HTTPSAddr, "http.custom.test", roots); !slices.Equal(got.DNSNames, []string{"http.custom.test"}) {
+		t.Fatalf("HTTP-01 domain served a certificate for %v", got.DNSNames)
+	}
+	if st := ts2.Certs.Stats(); st.ACME.New.Attempts != 1 || st.ACME.New.Obtained != 1 {
+		t.Fatalf("HTTP-01 server: %+v, want one attempt, one certificate", st.ACME.New)
+	}
+}
+
+// startACMEServer starts an in-process server for acme.test whose ACME
+// certificates come from ca, with the test's verified domains.
+func startACMEServer(t *testing.T, ca *pebbleCA, httpPort, httpsPort int, acme certs.ACMEConfig, domains *verifiedDomains) (*server.Server, *server.TLSSetup, server.Config) {
+	t.Helper()
+	logs := &lineBufWriter{b: newLineBuf()}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs.b)
+		}
+	})
+	cfg := server.DefaultConfig()
+	cfg.Domain = "acme.test"
+	cfg.HTTPAddr = "127.0.0.1:" + strconv.Itoa(httpPort)
+	cfg.HTTPSAddr = "127.0.0.1:" + strconv.Itoa(httpsPort)
+	cfg.TunnelAddr = "127.0.0.1:0"
+	cfg.AdminAddr = "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	cfg.NoAuth = true
+	acme.Email, acme.CA, acme.CARoot = "ops@acme.test", ca.Directory, ca.ListenerCertFile
+	cfg.TLS.ACME = acme
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	ts, err := server.LoadTLS(ctx, &cfg, server.TLSDeps{Logger: log, Domains: domains})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ts.Close)
+	srv, err := server.New(cfg, server.Deps{Logger: log, TLS: ts.Config, Certs: ts.Certs, Policy: verifiedPolicy{domains: domains}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown() })
+	return srv, ts, cfg
+}
+
+// handshakeCertVerified dials addr with SNI name, verifies the chain
+// against roots and returns the leaf.
+func handshakeCertVerified(t *testing.T, addr, name string, roots *x509.CertPool) *x509.Certificate {
+	t.Helper()
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 30 * time.Second}, "tcp", addr, &tls.Config{ServerName: name, RootCAs: roots})
+	if err != nil {
+		t.Fatalf("handshake with %s (SNI %s): %v", addr, name, err)
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0]
+}
+
+// lineBufWriter adapts a lineBuf to io.Writer for a logger.
+type lineBufWriter struct{ b *lineBuf }
+
+func (w *lineBufWriter) Write(p []byte) (int, error) {
+	w.b.mu.Lock()
+	defer w.b.mu.Unlock()
+	w.b.buf.Write(p)
+	return len(p), nil
 }
