@@ -63,7 +63,9 @@ type Authenticator interface {
 
 // ErrNoCredentials is returned when a server requires credentials and none
 // were presented.
-var ErrNoCredentials = errors.New("this server requires a credential: pass --api-key, --token or --cert/--key")
+// A client certificate that the server's client CA did not sign is not
+// even sent by Go's TLS client, so the hint names that case too.
+var ErrNoCredentials = errors.New("this server requires a credential: pass --api-key, --token or --cert/--key (a client certificate counts only when the server's client CA signed it)")
 
 // Open accepts everyone as an anonymous identity: the server's --no-auth mode.
 type Open struct{}
