@@ -57,6 +57,12 @@ func printStatus(out io.Writer, st *client.Status) {
 	fmt.Fprintf(out, "Latency:     %.1f ms\n", st.LatencyMS)
 	fmt.Fprintf(out, "Uptime:      %s\n", st.Uptime)
 	fmt.Fprintf(out, "Reconnects:  %d\n", st.Reconnects)
+	if st.Connected != "" {
+		fmt.Fprintf(out, "Connected:   since %s\n", st.Connected)
+	}
+	if at, err := time.Parse(time.RFC3339Nano, st.NextRetry); err == nil {
+		fmt.Fprintf(out, "Next retry:  %s (attempt %d, in %s)\n", at.Local().Format("15:04:05"), st.RetryAttempt, max(0, time.Until(at)).Round(100*time.Millisecond))
+	}
 	if st.LastError != "" {
 		fmt.Fprintf(out, "Last error:  %s\n", st.LastError)
 	}
