@@ -27,7 +27,10 @@ func (f *httpForwarder) capture(w http.ResponseWriter, r *http.Request, next fun
 	cw := &captureWriter{ResponseWriter: w, x: x}
 	next(cw, r)
 	var err error
-	if r.Context().Err() != nil {
+	// After a protocol upgrade (101) the connection belongs to the two
+	// ends and its end is no failure; otherwise a cancelled request means
+	// the visitor left early.
+	if r.Context().Err() != nil && cw.status != http.StatusSwitchingProtocols {
 		err = errors.New("the visitor went away before the response was complete")
 	}
 	x.Finish(err)
@@ -75,13 +78,15 @@ func (b *teeBody) Read(p []byte) (int, error) {
 // events) and to hijack (WebSocket upgrades).
 type captureWriter struct {
 	http.ResponseWriter
-	x     *inspect.Exchange
-	wrote bool
+	x      *inspect.Exchange
+	wrote  bool
+	status int
 }
 
 func (c *captureWriter) WriteHeader(code int) {
 	if code >= 200 || code == http.StatusSwitchingProtocols {
 		c.wrote = true
+		c.status = code
 	}
 	c.x.SetResponse(code, c.ResponseWriter.Header())
 	c.ResponseWriter.WriteHeader(code)
