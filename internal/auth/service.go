@@ -299,7 +299,12 @@ func tokenError(err error, claims jwt.MapClaims) error {
 	case errors.Is(err, jwt.ErrTokenInvalidAudience):
 		return unauthorized("the token's audience (aud) is not one this server accepts")
 	case errors.Is(err, jwt.ErrTokenUnverifiable):
-		return unauthorized("the token cannot be verified: %v", errors.Unwrap(err))
+		// The key lookup's own reason follows jwt's prefix.
+		msg := err.Error()
+		if i := strings.LastIndex(msg, "keyfunc: "); i >= 0 {
+			msg = msg[i+len("keyfunc: "):]
+		}
+		return unauthorized("the token cannot be verified: %s", msg)
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
 		return unauthorized("the token's signature does not verify (it was altered or signed with another key)")
 	case errors.Is(err, jwt.ErrTokenMalformed):
