@@ -41,6 +41,27 @@ type Service struct {
 	key     *SigningKey
 	issuers map[string]*verifier
 	thr     *throttle
+	// touching bounds the background writes that record key use.
+	touching chan struct{}
+}
+
+// touch records a key's use in the background: it is a convenience, and a
+// database busy with an admin's write must not delay or refuse a valid
+// key for it. Uses beyond a few concurrent writes are not recorded.
+func (s *Service) touch(id string, now time.Time) {
+	select {
+	case s.touching <- struct{}{}:
+	default:
+		return
+	}
+	go func() {
+		defer func() { <-s.touching }()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.st.TouchAPIKey(ctx, id, now); err != nil {
+			s.log.Debug("could not record API key use", "key_id", id, "err", err)
+		}
+	}()
 }
 
 // SigningKeyPath is where cfg keeps the token signing key.
@@ -73,8 +94,9 @@ func New(cfg Config, o Options) (*Service, error) {
 	}
 	s := &Service{
 		cfg: cfg, st: o.Store, log: o.Logger, now: o.Now, key: key,
-		issuers: map[string]*verifier{cfg.TokenIssuer: ownVerifier(cfg.TokenIssuer, key)},
-		thr:     newThrottle(cfg.FailedAuthPerMinute, cfg.FailedAuthBurst),
+		issuers:  map[string]*verifier{cfg.TokenIssuer: ownVerifier(cfg.TokenIssuer, key)},
+		thr:      newThrottle(cfg.FailedAuthPerMinute, cfg.FailedAuthBurst),
+		touching: make(chan struct{}, 4),
 	}
 	for _, ic := range cfg.Issuers {
 		v, err := newVerifier(ic)
@@ -159,11 +181,7 @@ func (s *Service) authAPIKey(ctx context.Context, key string, now time.Time) (*I
 		}
 		return nil, internalErr("API key", err)
 	}
-	if err := s.st.TouchAPIKey(ctx, k.ID, now); err != nil {
-		// Recording the use is a convenience; a busy database must not
-		// refuse a valid key for it.
-		s.log.Debug("could not record API key use", "key_id", k.ID, "err", err)
-	}
+	s.touch(k.ID, now)
 	return &Identity{User: u.Name, Method: MethodAPIKey, CredentialID: k.ID, ExpiresAt: k.ExpiresAt, Limits: u.Limits}, nil
 }
 
