@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 )
 
 var inspectBuild struct {
@@ -213,6 +215,14 @@ func inspectStartApp(t *testing.T) *inspectApp {
 	}
 	a := &inspectApp{addr: ln.Addr().String(), seen: make(chan inspectSeen, 100)}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/ws":
+			inspectAppWebSocket(w, r)
+			return
+		case "/sse":
+			inspectAppEvents(w, r)
+			return
+		}
 		b, _ := io.ReadAll(r.Body)
 		a.seen <- inspectSeen{Method: r.Method, URI: r.RequestURI, Header: r.Header.Clone(), Body: string(b)}
 		if r.URL.Path == "/missing" {
@@ -225,6 +235,33 @@ func inspectStartApp(t *testing.T) *inspectApp {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return a
+}
+
+// inspectAppWebSocket echoes one WebSocket message.
+func inspectAppWebSocket(w http.ResponseWriter, r *http.Request) {
+	c, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer c.CloseNow()
+	typ, msg, err := c.Read(r.Context())
+	if err != nil {
+		return
+	}
+	c.Write(r.Context(), typ, msg)
+	c.Close(websocket.StatusNormalClosure, "")
+}
+
+// inspectAppEvents sends one server-sent event, then waits for the
+// visitor to hang up: the event arrives only if every layer flushes.
+func inspectAppEvents(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	io.WriteString(w, "data: first\n\n")
+	http.NewResponseController(w).Flush()
+	select {
+	case <-r.Context().Done():
+	case <-time.After(10 * time.Second):
+	}
 }
 
 // next returns the next request the app received, failing after timeout.

@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/coder/websocket"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -206,6 +209,58 @@ func TestInspectAPI(t *testing.T) {
 	if s := c.stdout.String(); !strings.HasPrefix(s, "Forwarding "+c.url+" -> ") || strings.Contains(s, "\x1b[") {
 		t.Errorf("stdout on a pipe: %q", s)
 	}
+}
+
+// TestInspectUpgradeAndStreaming checks that recording does not get in
+// the way of a WebSocket upgrade or of a streamed response, and how both
+// are recorded.
+func TestInspectUpgradeAndStreaming(t *testing.T) {
+	srv := inspectStartServer(t)
+	app := inspectStartApp(t)
+	c := inspectStartClient(t, srv, app)
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, srv.httpAddr)
+	}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	ws, _, err := websocket.Dial(ctx, strings.Replace(c.url, "http://", "ws://", 1)+"/ws", &websocket.DialOptions{HTTPClient: hc})
+	if err != nil {
+		t.Fatalf("websocket through the tunnel: %v", err)
+	}
+	ws.Write(ctx, websocket.MessageText, []byte("ping"))
+	_, msg, err := ws.Read(ctx)
+	if err != nil || string(msg) != "ping" {
+		t.Fatalf("websocket echo: %q %v", msg, err)
+	}
+	ws.Close(websocket.StatusNormalClosure, "")
+
+	req, _ := http.NewRequestWithContext(ctx, "GET", c.url+"/sse", nil)
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || line != "data: first\n" {
+		t.Fatalf("first event: %q %v (not flushed through the client?)", line, err)
+	}
+	// While the stream is open, it is listed as in progress.
+	var list inspect.RequestList
+	inspectGetJSON(t, "http://"+c.inspectAddr+"/api/requests", &list)
+	if len(list.Requests) != 2 || list.Requests[0].Path != "/sse" || list.Requests[0].Done || list.Requests[0].Status != 200 {
+		t.Errorf("while streaming: %+v", list.Requests)
+	}
+	resp.Body.Close()
+
+	ws101 := list.Requests[1]
+	inspectEventually(t, "websocket exchange recorded", func() error {
+		inspectGetJSON(t, "http://"+c.inspectAddr+"/api/requests", &list)
+		ws101 = list.Requests[len(list.Requests)-1]
+		if ws101.Path != "/ws" || ws101.Status != 101 || !ws101.Done || ws101.Error != "" {
+			return fmt.Errorf("%+v", ws101)
+		}
+		return nil
+	})
 }
 
 // TestInspectBrowser loads the inspector page in headless Chromium, sees

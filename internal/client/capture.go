@@ -1,8 +1,10 @@
 package client
 
 import (
+	"bufio"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -26,6 +28,10 @@ func (f *httpForwarder) capture(w http.ResponseWriter, r *http.Request, next fun
 	}
 	cw := &captureWriter{ResponseWriter: w, x: x}
 	next(cw, r)
+	if cw.status == http.StatusSwitchingProtocols {
+		// The proxy copied the app's 101 headers after hijacking.
+		x.SetUpgradeHeader(w.Header())
+	}
 	var err error
 	// After a protocol upgrade (101) the connection belongs to the two
 	// ends and its end is no failure; otherwise a cancelled request means
@@ -105,6 +111,19 @@ func (c *captureWriter) Write(p []byte) (int, error) {
 }
 
 func (c *captureWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// Hijack is how the proxy takes over the connection once the local app
+// agreed to switch protocols (it does so only on a 101), and then writes
+// the 101 response itself, past WriteHeader: record it here.
+func (c *captureWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(c.ResponseWriter).Hijack()
+	if err == nil {
+		c.wrote = true
+		c.status = http.StatusSwitchingProtocols
+		c.x.SetResponse(http.StatusSwitchingProtocols, http.Header{})
+	}
+	return conn, brw, err
+}
 
 // ReplayHandler returns the handler that visitors' requests on the named
 // HTTP tunnel go through, for the inspector's Replay button: a replay

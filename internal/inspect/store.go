@@ -201,6 +201,18 @@ func (x *Exchange) SetResponse(status int, h http.Header) {
 	s.changedLocked(x)
 }
 
+// SetUpgradeHeader records the headers of a 101 response, which a proxy
+// writes only after taking over the connection (after SetResponse).
+func (x *Exchange) SetUpgradeHeader(h http.Header) {
+	s := x.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if x.status == http.StatusSwitchingProtocols {
+		x.respHeader = h.Clone()
+		s.changedLocked(x)
+	}
+}
+
 // Finish marks the exchange complete. err, if any, is why it failed (the
 // visitor went away, the local app broke the connection).
 func (x *Exchange) Finish(err error) {
