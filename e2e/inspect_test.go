@@ -109,6 +109,16 @@ func TestInspectAPI(t *testing.T) {
 		t.Errorf("upload body: truncated %v captured %d size %d kind %s", b.Truncated, b.Captured, b.Size, b.Kind)
 	}
 
+	// A large body streams through; the inspector keeps 1 KiB of it.
+	big := inspectVisit(t, srv, "PUT", c.url, "/big", "application/octet-stream", strings.Repeat("0123456789abcdef", 1<<19))
+	if seen := app.next(t, 10*time.Second); big.StatusCode != 200 || len(seen.Body) != 8<<20 {
+		t.Fatalf("8 MiB upload: %s, app got %d bytes", big.Status, len(seen.Body))
+	}
+	inspectGetJSON(t, api+"/api/requests?limit=1", &list)
+	if r := list.Requests[0]; r.Path != "/big" || r.RequestSize != 8<<20 || list.Stats.StoredBytes > 4*1024+int64(len(`{"qty":2,"item":"tea"}`))+200 {
+		t.Errorf("after an 8 MiB upload: %+v, stats %+v", r, list.Stats)
+	}
+
 	// Replay the POST with a changed path: it reaches the app again.
 	rr, err := http.Post(fmt.Sprintf("%s/api/requests/%d/replay", api, orders.ID), "application/json", strings.NewReader(`{"path":"/orders?src=replay"}`))
 	if err != nil {
@@ -163,14 +173,14 @@ func TestInspectAPI(t *testing.T) {
 			t.Errorf("/metrics lacks %s", k)
 		}
 	}
-	if before["porthole_client_connected"] != 1 || before["porthole_client_tunnel_requests_total,proto=http,tunnel=http"] != 4 ||
+	if before["porthole_client_connected"] != 1 || before["porthole_client_tunnel_requests_total,proto=http,tunnel=http"] != 5 ||
 		before["porthole_client_http_responses_total,code=4xx,tunnel=http"] != 1 || before["porthole_client_inspect_truncated_bodies_total"] < 1 {
 		t.Errorf("metrics: %v", before)
 	}
 	inspectVisit(t, srv, "GET", c.url, "/again", "", "")
 	app.next(t, 5*time.Second)
 	after := scrape()
-	if after["porthole_client_tunnel_requests_total,proto=http,tunnel=http"] != 5 ||
+	if after["porthole_client_tunnel_requests_total,proto=http,tunnel=http"] != 6 ||
 		after["porthole_client_http_request_duration_seconds,tunnel=http,count"] != before["porthole_client_http_request_duration_seconds,tunnel=http,count"]+1 {
 		t.Errorf("metrics did not move: before %v after %v", before, after)
 	}
