@@ -229,7 +229,11 @@ func runClient(cmd *cobra.Command, g *globalFlags, cf *clientFlags, specs []clie
 	if dash == nil {
 		return c.Run(cmd.Context())
 	}
-	dash.SetSources(c.Status, store.Recent, url)
+	recent := store.Recent
+	if !hasHTTP(specs) {
+		recent = nil // TCP tunnels have no requests to list
+	}
+	dash.SetSources(c.Status, recent, url)
 	ctx, stopDash := context.WithCancel(cmd.Context())
 	drawn := make(chan struct{})
 	go func() { dash.Run(ctx); close(drawn) }()
@@ -238,6 +242,15 @@ func runClient(cmd *cobra.Command, g *globalFlags, cf *clientFlags, specs []clie
 	stopDash()
 	<-drawn
 	return err
+}
+
+func hasHTTP(specs []client.Spec) bool {
+	for _, s := range specs {
+		if s.Config.Proto == "http" {
+			return true
+		}
+	}
+	return false
 }
 
 func printEvent(out io.Writer, e client.Event) {

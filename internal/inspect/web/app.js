@@ -97,7 +97,8 @@ function renderList() {
           s.replay_of ? el('span', { class: 'badge', title: 'replay of #' + s.replay_of }, 'replay') : null),
         el('td', { class: 'status s' + Math.floor(s.status / 100) }, statusLabel(s)),
         el('td', { class: 'num duration' }, s.done ? fmtDuration(s.duration_ms) : '…'),
-        el('td', { class: 'num size' }, fmtBytes(s.response_size)),
+        el('td', { class: 'num size-in' }, fmtBytes(s.request_size)),
+        el('td', { class: 'num size-out' }, fmtBytes(s.response_size)),
       ));
     }
     tbody.replaceChildren(...rows);
