@@ -38,8 +38,9 @@ type Options struct {
 	// Status serves what this package does not: /api/status and the rest
 	// of package client's API.
 	Status http.Handler
-	// ListenHost is the host part of the address the API listens on. On a
-	// loopback address only loopback Host headers are accepted (see guard).
+	// ListenHost is the host part of the address the API listens on: only
+	// Host headers naming it or loopback are accepted (see guard). Empty
+	// or unspecified (0.0.0.0, ::) means every interface, any name.
 	ListenHost string
 	Logger     *slog.Logger
 	// ReplayTimeout bounds one replay; 0 means 60 s.
@@ -341,9 +342,10 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 //     and, when the browser names an Origin, come from our own.
 func guard(listenHost string, next http.Handler) http.Handler {
 	listenHost = strings.Trim(listenHost, "[]")
-	anyHost := false
+	// Bound to every interface on purpose (":4040", "0.0.0.0:4040"):
+	// reachable under any name.
+	anyHost := listenHost == ""
 	if ip := net.ParseIP(listenHost); ip != nil && ip.IsUnspecified() {
-		// Bound to every interface on purpose: reachable under any name.
 		anyHost = true
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
