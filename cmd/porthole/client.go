@@ -287,11 +287,15 @@ func startInspect(log *slog.Logger, addr string, h http.Handler, explicit bool) 
 	if ta, ok := ln.Addr().(*net.TCPAddr); ok && !ta.IP.IsLoopback() {
 		log.Warn("the request inspector is reachable from other machines: it shows request bodies and replays requests to the local app", "addr", ln.Addr().String())
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	// Cancelled on stop, so that open event streams (a browser tab on the
+	// inspector) end at once instead of holding Shutdown to its timeout.
+	base, cancelBase := context.WithCancel(context.Background())
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return base }}
 	go srv.Serve(ln)
 	url := "http://" + ln.Addr().String()
 	log.Info("request inspector", "url", url, "status", url+"/api/status")
 	return url, func() {
+		cancelBase()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
