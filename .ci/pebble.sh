@@ -16,5 +16,5 @@ if ! go version -m "$bin/pebble" 2>/dev/null | grep -q "pebble/v2[[:space:]]*$PE
   # Outside the module: Pebble's dependencies must not touch go.mod.
   (cd / && GOFLAGS=-mod=mod go install "github.com/letsencrypt/pebble/v2/cmd/pebble@$PEBBLE_VERSION") >&2
 fi
-go version -m "$bin/pebble" | grep -m1 "pebble/v2" >&2
+go version -m "$bin/pebble" | grep -m1 "^[[:space:]]*mod[[:space:]].*pebble/v2" >&2
 echo "export PEBBLE=$bin/pebble"
