@@ -34,8 +34,12 @@ var inspectBuild struct {
 func inspectBinary(t *testing.T) string {
 	t.Helper()
 	inspectBuild.once.Do(func() {
-		dir, err := os.MkdirTemp("", "porthole-e2e-")
-		if err != nil {
+		// `go test` runs the test binary from a work directory that it
+		// removes afterwards: build beside it so nothing is left behind.
+		dir := ""
+		if exe, err := os.Executable(); err == nil && strings.Contains(exe, "go-build") {
+			dir = filepath.Dir(exe)
+		} else if dir, err = os.MkdirTemp("", "porthole-e2e-"); err != nil {
 			inspectBuild.err = err
 			return
 		}
