@@ -42,8 +42,15 @@ func (r *Recorder) Write(p []byte) (int, error) {
 func (r *Recorder) Flush() { _ = http.NewResponseController(r.ResponseWriter).Flush() }
 
 // Hijack implements http.Hijacker for callers that type-assert.
+// ReverseProxy hijacks only to finish a protocol upgrade, after the backend
+// answered 101, and then writes that response to the raw connection itself,
+// bypassing WriteHeader; so a successful hijack records 101.
 func (r *Recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	return http.NewResponseController(r.ResponseWriter).Hijack()
+	c, rw, err := http.NewResponseController(r.ResponseWriter).Hijack()
+	if err == nil && r.Status == 0 {
+		r.Status = http.StatusSwitchingProtocols
+	}
+	return c, rw, err
 }
 
 // Unwrap returns the underlying writer.

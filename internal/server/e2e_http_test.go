@@ -250,6 +250,14 @@ func TestWebSocketEcho(t *testing.T) {
 	if err := ws.Close(websocket.StatusNormalClosure, ""); err != nil {
 		t.Fatalf("close handshake through the tunnel: %v", err)
 	}
+	// The access log line, written when the upgraded connection ends,
+	// records the upgrade as such.
+	for deadline := time.Now().Add(10 * time.Second); !srv.Logs.Contains("path=/ws status=101"); {
+		if time.Now().After(deadline) {
+			t.Fatal("the server's access log does not record the WebSocket upgrade as status 101")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // TestForwardedHeaders: the app learns who the visitor is and sees the
