@@ -104,6 +104,7 @@ func newACME(cfg *ACMEConfig, o *Options, st *counters) (*acmeCerts, error) {
 			PropagationDelay:   d.PropagationDelay.D(),
 			PropagationTimeout: d.PropagationTimeout.D(),
 			Resolvers:          d.Resolvers,
+			OverrideDomain:     d.OverrideDomain,
 			Logger:             zl,
 		}}
 		if d.SkipPropagationCheck {
@@ -186,21 +187,33 @@ func (a *acmeCerts) decide(ctx context.Context, name string) error {
 // only records.
 func (a *acmeCerts) onEvent(ctx context.Context, event string, data map[string]any) error {
 	renewal, _ := data["renewal"].(bool)
-	k, what := 0, "certificate"
+	k := 0
 	if renewal {
-		k, what = 1, "certificate renewal"
+		k = 1
 	}
 	name, _ := data["identifier"].(string)
 	switch event {
 	case "cert_obtaining":
 		a.stats.attempts[k].Add(1)
-		a.log.Info(what+" started", "name", name)
+		if renewal {
+			a.log.Info("renewing certificate", "name", name, "remaining", data["remaining"])
+		} else {
+			a.log.Info("obtaining certificate", "name", name)
+		}
 	case "cert_obtained":
 		a.stats.obtained[k].Add(1)
-		a.log.Info(what+" succeeded", "name", name, "issuer", data["issuer"])
+		if renewal {
+			a.log.Info("certificate renewed", "name", name, "issuer", data["issuer"])
+		} else {
+			a.log.Info("certificate obtained", "name", name, "issuer", data["issuer"])
+		}
 	case "cert_failed":
 		a.stats.failed[k].Add(1)
-		a.log.Error(what+" failed; certmagic retries with backoff", "name", name, "err", data["error"])
+		what := "certificate could not be obtained"
+		if renewal {
+			what = "certificate renewal failed"
+		}
+		a.log.Error(what+"; retrying with backoff", "name", name, "err", data["error"])
 	case "cached_managed_cert":
 		if sans, ok := data["sans"].([]string); ok && len(sans) > 0 {
 			a.mu.Lock()

@@ -64,6 +64,10 @@ type DNSConfig struct {
 	// Resolvers are HOST:PORT addresses used to find the zone (SOA) and
 	// to check propagation, instead of the system's resolvers.
 	Resolvers []string `toml:"resolvers"`
+	// OverrideDomain writes the challenge record under this name instead
+	// of _acme-challenge.DOMAIN, for a DOMAIN whose _acme-challenge name
+	// is a CNAME into a zone the provider can update.
+	OverrideDomain string `toml:"override_domain"`
 
 	RFC2136    RFC2136Config    `toml:"rfc2136"`
 	Cloudflare CloudflareConfig `toml:"cloudflare"`
