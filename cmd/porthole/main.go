@@ -64,7 +64,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		statusCmd(),
 		demoCmd(&g),
 		configCmd(),
-		adminCmd(&g),
+		withSubcommands(adminCmd(&g), adminSessionsCmd()),
 		versionCmd(),
 	)
 
@@ -108,6 +108,11 @@ func versionCmd() *cobra.Command {
 			fmt.Fprintln(cmd.OutOrStdout(), "porthole", version.String())
 		},
 	}
+}
+
+func withSubcommands(parent *cobra.Command, children ...*cobra.Command) *cobra.Command {
+	parent.AddCommand(children...)
+	return parent
 }
 
 func noArgs(cmd *cobra.Command, args []string) error {

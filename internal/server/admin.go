@@ -2,20 +2,24 @@ package server
 
 import (
 	"context"
+	"crypto/subtle"
+	"encoding/json"
 	"net/http"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/porthole/porthole/internal/limits"
+	"github.com/porthole/porthole/internal/metrics"
+	"github.com/porthole/porthole/internal/protocol"
 )
 
-// adminHandler serves the admin listener: health, readiness and metrics.
+// adminHandler serves the admin listener: health, readiness, metrics, and
+// the admin JSON API (which needs the admin token).
 func (s *Server) adminHandler() http.Handler {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), &collector{s: s})
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
@@ -27,8 +31,179 @@ func (s *Server) adminHandler() http.Handler {
 		}
 		w.Write([]byte("ready\n"))
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", metrics.TextHandler(s.prom))
+	mux.Handle("GET /api/metrics", metrics.JSONHandler(s.prom))
+	mux.Handle("GET /api/sessions", s.adminOnly(s.apiSessions))
+	mux.Handle("DELETE /api/sessions/{id}", s.adminOnly(s.apiKick))
+	mux.Handle("POST /api/sessions/{id}/kick", s.adminOnly(s.apiKick))
+	mux.Handle("GET /api/users/{name}/usage", s.adminOnly(s.apiUsage))
 	return mux
+}
+
+// adminOnly requires "Authorization: Bearer ADMIN_TOKEN". Without a
+// configured token the API is off.
+func (s *Server) adminOnly(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.AdminToken == "" {
+			jsonError(w, http.StatusForbidden, "the admin API is off: set admin_token in the server configuration")
+			return
+		}
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.AdminToken)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="porthole admin"`)
+			jsonError(w, http.StatusUnauthorized, "missing or wrong admin token")
+			return
+		}
+		h(w, r)
+	})
+}
+
+func jsonError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// SessionInfo describes a connected client for the admin API.
+type SessionInfo struct {
+	ID        string       `json:"id"`
+	User      string       `json:"user"`
+	Auth      string       `json:"auth"`
+	Remote    string       `json:"remote_addr"`
+	Since     time.Time    `json:"since"`
+	LatencyMS float64      `json:"latency_ms"`
+	Requests  int64        `json:"requests"`
+	BytesIn   int64        `json:"bytes_in"`
+	BytesOut  int64        `json:"bytes_out"`
+	Streams   int64        `json:"open_streams"`
+	Tunnels   []TunnelInfo `json:"tunnels"`
+}
+
+// TunnelInfo describes a bound tunnel for the admin API.
+type TunnelInfo struct {
+	ID       string    `json:"id"`
+	Kind     string    `json:"kind"`
+	Name     string    `json:"name,omitempty"`
+	URL      string    `json:"url"`
+	Since    time.Time `json:"since"`
+	Requests int64     `json:"requests"`
+	BytesIn  int64     `json:"bytes_in"`
+	BytesOut int64     `json:"bytes_out"`
+	Streams  int64     `json:"open_streams"`
+}
+
+// Sessions lists connected sessions, oldest first.
+func (s *Server) Sessions() []SessionInfo {
+	s.mu.Lock()
+	list := make([]*session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		list = append(list, ss)
+	}
+	s.mu.Unlock()
+	out := make([]SessionInfo, 0, len(list))
+	for _, ss := range list {
+		out = append(out, ss.info())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Since.Before(out[j].Since) })
+	return out
+}
+
+func (ss *session) info() SessionInfo {
+	si := SessionInfo{
+		ID: ss.id, User: ss.ident.User, Auth: string(ss.ident.Method), Remote: ss.remote, Since: ss.since,
+		LatencyMS: float64(ss.rttNanos.Load()) / 1e6, Streams: ss.streams.Load(), Tunnels: []TunnelInfo{},
+	}
+	ss.mu.Lock()
+	tunnels := make([]*tunnel, 0, len(ss.tunnels))
+	for _, t := range ss.tunnels {
+		tunnels = append(tunnels, t)
+	}
+	ss.mu.Unlock()
+	sort.Slice(tunnels, func(i, j int) bool { return tunnels[i].since.Before(tunnels[j].since) })
+	for _, t := range tunnels {
+		ti := TunnelInfo{ID: t.id, Kind: t.kind, Name: t.name, URL: t.urls[0], Since: t.since,
+			Requests: t.requests.Load(), BytesIn: t.bytesIn.Load(), BytesOut: t.bytesOut.Load(), Streams: t.openStreams.Load()}
+		si.Requests += ti.Requests
+		si.BytesIn += ti.BytesIn
+		si.BytesOut += ti.BytesOut
+		si.Tunnels = append(si.Tunnels, ti)
+	}
+	return si
+}
+
+func (s *Server) apiSessions(w http.ResponseWriter, r *http.Request) {
+	list := s.Sessions()
+	if u := r.URL.Query().Get("user"); u != "" {
+		kept := list[:0]
+		for _, si := range list {
+			if si.User == u {
+				kept = append(kept, si)
+			}
+		}
+		list = kept
+	}
+	writeJSON(w, map[string]any{"sessions": list})
+}
+
+// Kick ends a session as an operator's decision: the client is told why
+// and exits; its names are freed at once.
+func (s *Server) Kick(id, reason string) bool {
+	s.mu.Lock()
+	ss := s.sessions[id]
+	s.mu.Unlock()
+	if ss == nil {
+		return false
+	}
+	if reason == "" {
+		reason = "an operator closed this session"
+	}
+	ss.log.Info("session kicked", "reason", reason)
+	ss.mu.Lock()
+	ss.final = true
+	ss.mu.Unlock()
+	ss.notifyAndClose(&protocol.Notice{Kind: protocol.NoticeKicked, Message: reason, Final: true})
+	return true
+}
+
+func (s *Server) apiKick(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !s.Kick(id, r.URL.Query().Get("reason")) {
+		jsonError(w, http.StatusNotFound, "no session "+id)
+		return
+	}
+	writeJSON(w, map[string]any{"kicked": id})
+}
+
+// Usage is a user's live usage.
+type Usage struct {
+	User     string `json:"user"`
+	Sessions int    `json:"sessions"`
+	Tunnels  int    `json:"tunnels"`
+	Requests int64  `json:"requests"`
+	BytesIn  int64  `json:"bytes_in"`
+	BytesOut int64  `json:"bytes_out"`
+}
+
+func (s *Server) apiUsage(w http.ResponseWriter, r *http.Request) {
+	u := Usage{User: r.PathValue("name")}
+	for _, si := range s.Sessions() {
+		if si.User != u.User {
+			continue
+		}
+		u.Sessions++
+		u.Tunnels += len(si.Tunnels)
+		u.Requests += si.Requests
+		u.BytesIn += si.BytesIn
+		u.BytesOut += si.BytesOut
+	}
+	writeJSON(w, u)
 }
 
 func (s *Server) ready(ctx context.Context) error {
@@ -52,6 +227,51 @@ func (e errString) Error() string { return string(e) }
 
 const errShuttingDown = errString("shutting down")
 
+// serverMetrics are the instruments updated on the request path; the rest
+// are read from stats at scrape time by collector.
+type serverMetrics struct {
+	latency      prometheus.Histogram
+	authFailures *prometheus.CounterVec
+	perTunnel    *prometheus.CounterVec // nil unless metrics.per_tunnel_labels
+}
+
+func (s *Server) setupMetrics() {
+	reg := prometheus.NewRegistry()
+	s.metrics.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "porthole_http_request_duration_seconds",
+		Help:    "Time from a visitor's request to the end of its response, through the tunnel.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	})
+	s.metrics.authFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "porthole_auth_failures_total",
+		Help: "Tunnel handshakes refused, by reason.",
+	}, []string{"reason"})
+	for _, c := range []protocol.Code{protocol.CodeUnauthorized, protocol.CodeForbidden, protocol.CodeRateLimited, protocol.CodeUnsupportedVersion, protocol.CodeShuttingDown} {
+		s.metrics.authFailures.WithLabelValues(string(c))
+	}
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&collector{s: s}, s.metrics.latency, s.metrics.authFailures)
+	if s.cfg.Metrics.PerTunnelLabels {
+		// One series per hostname: only when the operator asks, since
+		// names are unbounded.
+		s.metrics.perTunnel = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "porthole_tunnel_http_requests_total",
+			Help: "Visitor HTTP requests by tunnel hostname and status class.",
+		}, []string{"host", "code"})
+		reg.MustRegister(s.metrics.perTunnel)
+	}
+	s.prom = reg
+}
+
+// authFailed counts a refused handshake.
+func (s *Server) authFailed(code protocol.Code) {
+	s.stats.handshakeFailed.Add(1)
+	s.metrics.authFailures.WithLabelValues(string(code)).Inc()
+}
+
+// Metrics returns the server's Prometheus registry.
+func (s *Server) Metrics() prometheus.Gatherer { return s.prom }
+
 var (
 	descSessions      = prometheus.NewDesc("porthole_sessions", "Connected tunnel client sessions.", nil, nil)
 	descSessionsTotal = prometheus.NewDesc("porthole_sessions_total", "Client sessions accepted since start.", nil, nil)
@@ -60,9 +280,10 @@ var (
 	descBytes         = prometheus.NewDesc("porthole_bytes_total", "Bytes proxied, by direction (in: visitor to client).", []string{"direction"}, nil)
 	descStreams       = prometheus.NewDesc("porthole_streams", "Open streams to clients.", nil, nil)
 	descStreamsTotal  = prometheus.NewDesc("porthole_streams_total", "Streams opened to clients since start.", nil, nil)
-	descHandshakeFail = prometheus.NewDesc("porthole_handshake_failures_total", "Tunnel handshakes refused.", nil, nil)
-	descReconnects    = prometheus.NewDesc("porthole_tunnel_reclaims_total", "Tunnels rebound to a name the same client held before.", nil, nil)
+	descHandshakeFail = prometheus.NewDesc("porthole_handshake_failures_total", "Tunnel handshakes refused, all reasons.", nil, nil)
+	descReconnects    = prometheus.NewDesc("porthole_tunnel_reclaims_total", "Tunnels rebound to a name the same client held before (reconnects).", nil, nil)
 	descLimitHits     = prometheus.NewDesc("porthole_limit_hits_total", "Requests, connections, binds or messages refused or slowed by a limit, by kind.", []string{"kind"}, nil)
+	descHeld          = prometheus.NewDesc("porthole_names_held", "Names claimed, including those held for reconnecting clients.", nil, nil)
 )
 
 // collector exports the server's counters; it reads them at scrape time,
@@ -70,7 +291,8 @@ var (
 type collector struct{ s *Server }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSessions, descSessionsTotal, descTunnels, descRequests, descBytes, descStreams, descStreamsTotal, descHandshakeFail, descReconnects, descLimitHits} {
+	for _, d := range []*prometheus.Desc{descSessions, descSessionsTotal, descTunnels, descRequests, descBytes, descStreams,
+		descStreamsTotal, descHandshakeFail, descReconnects, descLimitHits, descHeld} {
 		ch <- d
 	}
 }
@@ -98,4 +320,5 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for _, k := range limits.AllKinds {
 		counter(descLimitHits, c.s.hits.Count(k), string(k))
 	}
+	gauge(descHeld, int64(c.s.reg.Len()))
 }

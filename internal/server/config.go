@@ -44,6 +44,7 @@ type Config struct {
 	Tunnel     TunnelConfig    `toml:"tunnel"`
 	Limits     limits.Config   `toml:"limits"`
 	Auth       auth.Config     `toml:"auth"`
+	Metrics    MetricsConfig   `toml:"metrics"`
 }
 
 // SubdomainConfig chooses how tunnels are named.
@@ -84,6 +85,13 @@ type TunnelConfig struct {
 	// IdleStreams is how many idle streams (kept-alive connections to the
 	// local app) the server keeps per tunnel for reuse.
 	IdleStreams int `toml:"idle_streams"`
+}
+
+// MetricsConfig tunes the Prometheus export.
+type MetricsConfig struct {
+	// PerTunnelLabels adds a series per tunnel hostname. Off by default:
+	// hostnames are unbounded, and so would the series be.
+	PerTunnelLabels bool `toml:"per_tunnel_labels"`
 }
 
 // DefaultConfig returns the defaults that ../CONTRACT and the README name.

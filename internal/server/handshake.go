@@ -27,7 +27,7 @@ func (s *Server) serveTunnelHandshake(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !offersSubprotocol(r, protocol.Subprotocol) {
-		s.stats.handshakeFailed.Add(1)
+		s.authFailed(protocol.CodeUnsupportedVersion)
 		protocol.WriteRefusal(w, http.StatusBadRequest, protocol.Err(protocol.CodeUnsupportedVersion, true,
 			"this server speaks %s; the client asked for %q: upgrade porthole on the side that is older",
 			protocol.Subprotocol, r.Header.Get("Sec-WebSocket-Protocol")))
@@ -41,7 +41,7 @@ func (s *Server) serveTunnelHandshake(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ok, wait := s.handshakes.Allow(remoteIP(r.RemoteAddr)); !ok {
-		s.stats.handshakeFailed.Add(1)
+		s.authFailed(protocol.CodeRateLimited)
 		s.hits.Hit(limits.HandshakeRate, "remote", r.RemoteAddr)
 		e := protocol.Err(protocol.CodeRateLimited, false, "too many connection attempts from your address; retry later")
 		e.RetryAfterMillis = max(wait, time.Second).Milliseconds()
@@ -57,8 +57,8 @@ func (s *Server) serveTunnelHandshake(w http.ResponseWriter, r *http.Request) {
 		ident, err = s.deps.Auth.Authenticate(r.Context(), creds)
 	}
 	if err != nil {
-		s.stats.handshakeFailed.Add(1)
 		perr := authError(err)
+		s.authFailed(perr.Code)
 		s.log.Info("client refused", "remote", r.RemoteAddr, "code", perr.Code, "reason", perr.Message)
 		status := http.StatusUnauthorized
 		if perr.Code == protocol.CodeForbidden {

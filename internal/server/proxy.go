@@ -87,13 +87,18 @@ func (s *Server) proxyRequest(t *tunnel, w http.ResponseWriter, r *http.Request)
 	t.proxy.ServeHTTP(rec, r)
 	status := rec.StatusOrOK()
 	s.stats.countRequest(status)
+	elapsed := time.Since(start)
+	s.metrics.latency.Observe(elapsed.Seconds())
+	if s.metrics.perTunnel != nil {
+		s.metrics.perTunnel.WithLabelValues(t.hostname, statusClass(status)).Inc()
+	}
 	s.log.Info("request",
 		"host", t.hostname,
 		"method", r.Method,
 		"path", r.URL.Path,
 		"status", status,
 		"bytes", rec.Bytes,
-		"duration", time.Since(start).Round(time.Microsecond).String(),
+		"duration", elapsed.Round(time.Microsecond).String(),
 		"request_id", id,
 		"remote", r.RemoteAddr)
 }
@@ -169,4 +174,11 @@ func canonicalHost(host string) string {
 
 func newRequestID() string {
 	return fmt.Sprintf("%016x%016x", rand.Uint64(), rand.Uint64())
+}
+
+func statusClass(status int) string {
+	if status < 100 || status > 599 {
+		return "other"
+	}
+	return string(rune('0'+status/100)) + "xx"
 }

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/porthole/porthole/internal/auth"
 	"github.com/porthole/porthole/internal/limits"
 	"github.com/porthole/porthole/internal/names"
@@ -73,6 +75,8 @@ type Server struct {
 
 	started atomic.Bool
 	stats   stats
+	metrics serverMetrics
+	prom    *prometheus.Registry
 }
 
 // New builds a server from a validated config.
@@ -124,6 +128,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		},
 	}
 	s.tcp = newTCPPorts(s, lo, hi)
+	s.setupMetrics()
 	return s, nil
 }
 
