@@ -251,6 +251,9 @@ func (s *Server) setupMetrics() {
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&collector{s: s}, s.metrics.latency, s.metrics.authFailures)
+	if s.deps.Certs != nil {
+		reg.MustRegister(tlsCollector{src: s.deps.Certs})
+	}
 	if s.cfg.Metrics.PerTunnelLabels {
 		// One series per hostname: only when the operator asks, since
 		// names are unbounded.
