@@ -298,7 +298,7 @@ func (p *proc) exitCode(t *testing.T, timeout time.Duration) int {
 
 // serverAddrs are the listener addresses a server logged at start.
 type serverAddrs struct {
-	HTTP, HTTPS, Tunnel string
+	HTTP, HTTPS, Tunnel, Admin string
 }
 
 // startTLSServer runs `porthole server` on loopback ports chosen by the
@@ -314,11 +314,12 @@ func startTLSServer(t *testing.T, bin string, args ...string) (*proc, serverAddr
 		HTTP   string `json:"http"`
 		HTTPS  string `json:"https"`
 		Tunnel string `json:"tunnel"`
+		Admin  string `json:"admin"`
 	}
 	if err := json.Unmarshal([]byte(line), &a); err != nil {
 		t.Fatalf("start line %q: %v", line, err)
 	}
-	return p, serverAddrs{HTTP: a.HTTP, HTTPS: a.HTTPS, Tunnel: a.Tunnel}
+	return p, serverAddrs{HTTP: a.HTTP, HTTPS: a.HTTPS, Tunnel: a.Tunnel, Admin: a.Admin}
 }
 
 var forwardingRE = regexp.MustCompile(`^Forwarding ((https?|tcp)://[^ ]+)`)

@@ -113,6 +113,21 @@ func testReload(t *testing.T, bin string, sighup bool) {
 	if s := client.stderr.String(); strings.Contains(s, "disconnected") || strings.Contains(s, "reconnecting") {
 		t.Fatalf("the tunnel was dropped during the reload:\n%s", s)
 	}
+	// The reloads are counted, and the new expiry is exported.
+	resp, err := http.Get("http://" + addrs.Admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`porthole_tls_certificate_reloads_total{result="ok"} 1`,
+		fmt.Sprintf(`porthole_tls_certificate_expiry_timestamp_seconds{name="*.tun.test",source="file"} %g`, float64(b.Cert.NotAfter.Unix())),
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	// Polling saw the mismatched pair and kept the old certificate, then
 	// saw the complete one.
 	if s := srv.stderr.String(); !strings.Contains(s, "certificate reloaded") || (!sighup && !strings.Contains(s, "certificate reload failed")) {
