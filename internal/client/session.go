@@ -250,6 +250,9 @@ func isFinalTLSError(err error) bool {
 	if errors.As(err, &unknown) || errors.As(err, &invalid) || errors.As(err, &hostname) || errors.As(err, &verify) || errors.As(err, &pin) {
 		return true
 	}
+	if certificateRefused(err) {
+		return true
+	}
 	if errors.As(err, &alert) {
 		// bad_certificate, unsupported_certificate, certificate_revoked,
 		// certificate_expired, certificate_unknown, unknown_ca,
@@ -258,6 +261,24 @@ func isFinalTLSError(err error) bool {
 		case 42, 43, 44, 45, 46, 48, 49, 116:
 			return true
 		}
+	}
+	return false
+}
+
+// certificateRefused reports a TLS alert from the server about our
+// certificate. Over TCP, crypto/tls reports a received alert as a
+// *net.OpError with Op "remote error" around an unexported type, so the
+// alert is known by its text (crypto/tls alertText).
+func certificateRefused(err error) bool {
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Op != "remote error" || op.Err == nil {
+		return false
+	}
+	switch op.Err.Error() {
+	case "tls: bad certificate", "tls: unsupported certificate", "tls: revoked certificate",
+		"tls: expired certificate", "tls: unknown certificate", "tls: unknown certificate authority",
+		"tls: access denied", "tls: certificate required":
+		return true
 	}
 	return false
 }

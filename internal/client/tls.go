@@ -40,7 +40,10 @@ func (c *Config) TLSConfig() (*tls.Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--cert/--key: %w", err)
 		}
-		tc.Certificates = []tls.Certificate{cert}
+		// Always send it: with Certificates, Go leaves out a certificate
+		// whose issuer the server did not list, and the server would then
+		// say "no credential" instead of why it refused this one.
+		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
 	}
 	if len(c.ServerPins) > 0 {
 		pins := make([][sha256.Size]byte, 0, len(c.ServerPins))
@@ -105,6 +108,10 @@ func explainTLSError(url string, err error) error {
 	var pin *PinMismatchError
 	if errors.As(err, &pin) {
 		return fmt.Errorf("%s: %w", url, pin)
+	}
+	if certificateRefused(err) {
+		return fmt.Errorf("%s: the server refused the client certificate given with --cert (%w); "+
+			"it must be valid now and signed by the CA the server trusts (its --client-ca)", url, err)
 	}
 	var cve *tls.CertificateVerificationError
 	if !errors.As(err, &cve) || len(cve.UnverifiedCertificates) == 0 {
