@@ -117,6 +117,14 @@ func (s *Server) bindHTTP(ctx context.Context, ss *session, b *protocol.Bind, t 
 		if s.reserved.Has(sub) {
 			continue
 		}
+		// A generated name may still be reserved for another user; a
+		// credential that may not bind generated names at all fails here.
+		if err := s.deps.Policy.CheckSubdomain(ctx, ss.ident, sub); err != nil {
+			if isCode(err, protocol.CodeNameReserved) {
+				continue
+			}
+			return err
+		}
 		if lastErr = s.claimHTTP(ss, t, sub+"."+s.cfg.Domain); lastErr == nil {
 			t.random = true
 			return nil
@@ -252,4 +260,10 @@ func (s *Server) setupProxy(t *tunnel) {
 		BufferPool:     httpfwd.BufferPool{},
 		ErrorLog:       nil,
 	}
+}
+
+// isCode reports whether err is a protocol error with code c.
+func isCode(err error, c protocol.Code) bool {
+	var perr *protocol.Error
+	return errors.As(err, &perr) && perr.Code == c
 }

@@ -54,6 +54,12 @@ func (p *tcpPorts) bind(ctx context.Context, ss *session, b *protocol.Bind, t *t
 		if _, held := p.s.reg.Lookup(tcpKey(port)); held {
 			continue
 		}
+		if err := p.s.deps.Policy.CheckPort(ctx, ss.ident, port); err != nil {
+			if isCode(err, protocol.CodeNameReserved) {
+				continue
+			}
+			return err
+		}
 		if err := p.claim(ss, t, port); err == nil {
 			t.random = true
 			return nil
