@@ -18,6 +18,7 @@ type Proxy struct {
 
 	mu      sync.Mutex
 	conns   map[*proxyConn]struct{}
+	held    []net.Conn // server-side halves kept open by CutClientSide
 	refuse  bool
 	wg      sync.WaitGroup
 	closing bool
@@ -29,6 +30,9 @@ type proxyConn struct {
 	blackholed chan struct{}
 	once       sync.Once
 	left       int // directions still copying; guarded by Proxy.mu
+	// hold keeps the target-side socket open after the client side is
+	// closed; guarded by Proxy.mu.
+	hold bool
 }
 
 // NewProxy listens on 127.0.0.1 and forwards to target until cleanup.
@@ -96,20 +100,29 @@ func (p *Proxy) pipe(pc *proxyConn, dst, src net.Conn) {
 			}
 		}
 		if err != nil {
-			if cw, ok := dst.(*net.TCPConn); ok && err == io.EOF {
-				cw.CloseWrite()
-			} else {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			switch {
+			case pc.hold:
+				pc.a.Close()
+			case err == io.EOF:
+				if cw, ok := dst.(*net.TCPConn); ok {
+					cw.CloseWrite()
+				}
+			default:
 				pc.a.Close()
 				pc.b.Close()
 			}
-			p.mu.Lock()
 			pc.left--
 			if pc.left == 0 {
 				pc.a.Close()
-				pc.b.Close()
+				if pc.hold {
+					p.held = append(p.held, pc.b)
+				} else {
+					pc.b.Close()
+				}
 				delete(p.conns, pc)
 			}
-			p.mu.Unlock()
 			return
 		}
 	}
@@ -123,6 +136,18 @@ func (p *Proxy) Cut() {
 		pc.a.Close()
 		pc.b.Close()
 		delete(p.conns, pc)
+	}
+}
+
+// CutClientSide closes the client-facing side of every open connection
+// and leaves the target-facing side open and silent: the client sees its
+// connection drop while the target still believes it is up.
+func (p *Proxy) CutClientSide() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for pc := range p.conns {
+		pc.hold = true
+		pc.a.Close()
 	}
 }
 
@@ -162,6 +187,10 @@ func (p *Proxy) Close() {
 		pc.a.Close()
 		pc.b.Close()
 	}
+	for _, c := range p.held {
+		c.Close()
+	}
+	p.held = nil
 	p.mu.Unlock()
 	p.wg.Wait()
 }

@@ -1,0 +1,113 @@
+package server_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/porthole/porthole/internal/client"
+	"github.com/porthole/porthole/internal/config"
+	"github.com/porthole/porthole/internal/server"
+	"github.com/porthole/porthole/internal/tunneltest"
+)
+
+// TestReconnectBeforeOldSessionDies: the client's side of the connection
+// drops while the server still believes the old session is up. The client
+// reconnects at once and takes its name over from its own stale session;
+// when the server later finds the old session dead, cleaning it up must not
+// take the name away from the new one.
+func TestReconnectBeforeOldSessionDies(t *testing.T) {
+	srv := tunneltest.StartServer(t, func(c *server.Config) { c.Tunnel.Heartbeat = config.Duration(2 * time.Second) })
+	proxy := tunneltest.NewProxy(t, srv.TunnelAddr().String())
+	app := startApp(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "app") })
+	c := tunneltest.StartClient(t, tunneltest.ClientConfig(tunneltest.WSURL(proxy.Addr())), tunneltest.HTTP("web", app.URL))
+	url := c.WaitURL(t, "web")
+	waitStatus(t, srv, url, 200, 5*time.Second)
+
+	from := len(c.Events())
+	proxy.CutClientSide()
+	// Wait for the client to be back (a visitor request sent before that
+	// would go to the stale session and wait for it to be found dead).
+	c.WaitEvent(t, from, 10*time.Second, func(e client.Event) bool { return e.Kind == client.EventConnected })
+	for deadline := time.Now().Add(10 * time.Second); !c.Status().Tunnels[0].Bound; {
+		if time.Now().After(deadline) {
+			t.Fatal("the client did not bind again after reconnecting")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if resp, body, err := srv.Get(url); err != nil || resp.StatusCode != 200 || body != "app" {
+		t.Fatalf("after the takeover the URL answers %v %q %v", statusOf(resp), body, err)
+	}
+	if srv.Logs.Contains("client silent") {
+		t.Fatal("the stale session was already gone: this run did not test a takeover")
+	}
+	if n, _ := srv.Metric("porthole_sessions"); n != 2 {
+		t.Errorf("porthole_sessions = %v while the stale session lingers, want 2", n)
+	}
+	for deadline := time.Now().Add(30 * time.Second); !srv.Logs.Contains("client silent"); {
+		if time.Now().After(deadline) {
+			t.Fatal("the stale session was never found dead")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // let its cleanup finish
+	if resp, body, err := srv.Get(url); err != nil || resp.StatusCode != 200 || body != "app" {
+		t.Fatalf("after the stale session's cleanup the URL answers %v %q %v", statusOf(resp), body, err)
+	}
+	for name, want := range map[string]float64{"porthole_sessions": 1, "porthole_tunnels": 1} {
+		if n, err := srv.Metric(name); err != nil || n != want {
+			t.Errorf("%s = %v (%v), want %v", name, n, err, want)
+		}
+	}
+	if st := c.Status(); st.Tunnels[0].URL != url {
+		t.Fatalf("URL changed to %s", st.Tunnels[0].URL)
+	}
+}
+
+// TestSlowReaderDoesNotStallOthers: a visitor that stops reading a large
+// download holds up only its own stream.
+func TestSlowReaderDoesNotStallOthers(t *testing.T) {
+	srv, _, url := tunnel(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big" {
+			chunk := make([]byte, 64<<10)
+			for i := 0; i < 1024; i++ { // 64 MiB, far more than any window
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+			}
+			return
+		}
+		io.WriteString(w, "small")
+	})
+	resp, err := srv.Visitor().Get(url + "/big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	io.ReadFull(resp.Body, make([]byte, 1024)) // then stop reading
+	time.Sleep(300 * time.Millisecond)         // let the windows fill up
+
+	vis := srv.Visitor()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, body, err := tunneltest.Get(vis, fmt.Sprintf("%s/small/%d", url, i))
+			if err != nil || r.StatusCode != 200 || body != "small" {
+				t.Errorf("small request %d: %v %v %q", i, statusOf(r), err, body)
+			}
+		}()
+	}
+	wg.Wait()
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("small requests took %s next to a stalled download", d)
+	}
+	if resp.StatusCode != 200 {
+		t.Fatalf("big download: %d", resp.StatusCode)
+	}
+}
