@@ -40,7 +40,7 @@ var tlsSerial = struct {
 	n int64
 }{n: time.Now().UnixNano()}
 
-func nextSerial() *big.Int {
+func tlsNextSerial() *big.Int {
 	tlsSerial.Lock()
 	defer tlsSerial.Unlock()
 	tlsSerial.n++
@@ -54,7 +54,7 @@ func newTLSCA(t *testing.T) *tlsCA {
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          nextSerial(),
+		SerialNumber:          tlsNextSerial(),
 		Subject:               pkix.Name{CommonName: "porthole test CA"},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
@@ -76,7 +76,7 @@ type tlsLeaf struct {
 	Cert            *x509.Certificate
 }
 
-// issue makes a server certificate for names (DNS names or IP addresses)
+// issueTLSLeaf makes a server certificate for names (DNS names or IP addresses)
 // signed by ca, or self-signed when ca is nil.
 func issueTLSLeaf(t *testing.T, ca *tlsCA, names ...string) *tlsLeaf {
 	t.Helper()
@@ -85,7 +85,7 @@ func issueTLSLeaf(t *testing.T, ca *tlsCA, names ...string) *tlsLeaf {
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: nextSerial(),
+		SerialNumber: tlsNextSerial(),
 		Subject:      pkix.Name{CommonName: names[0]},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
@@ -119,9 +119,9 @@ func issueTLSLeaf(t *testing.T, ca *tlsCA, names ...string) *tlsLeaf {
 	}
 }
 
-// writeAtomically replaces path the way renewal tools do: write beside
+// tlsWriteAtomically replaces path the way renewal tools do: write beside
 // it, then rename over it.
-func writeAtomically(t *testing.T, path string, data []byte) {
+func tlsWriteAtomically(t *testing.T, path string, data []byte) {
 	t.Helper()
 	tmp := path + ".new"
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {
@@ -132,7 +132,7 @@ func writeAtomically(t *testing.T, path string, data []byte) {
 	}
 }
 
-func writeFile(t *testing.T, path string, data []byte) string {
+func tlsWriteFile(t *testing.T, path string, data []byte) string {
 	t.Helper()
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
@@ -140,7 +140,7 @@ func writeFile(t *testing.T, path string, data []byte) string {
 	return path
 }
 
-func certPool(pems ...[]byte) *x509.CertPool {
+func tlsCertPool(pems ...[]byte) *x509.CertPool {
 	p := x509.NewCertPool()
 	for _, b := range pems {
 		p.AppendCertsFromPEM(b)
@@ -148,9 +148,9 @@ func certPool(pems ...[]byte) *x509.CertPool {
 	return p
 }
 
-// buildPorthole builds the binary into a directory that lives as long as
+// tlsBuildPorthole builds the binary into a directory that lives as long as
 // t (the TLS tests run as subtests of the one that built it).
-func buildPorthole(t *testing.T) string {
+func tlsBuildPorthole(t *testing.T) string {
 	t.Helper()
 	exe := filepath.Join(t.TempDir(), "porthole")
 	if runtime.GOOS == "windows" {
@@ -163,30 +163,30 @@ func buildPorthole(t *testing.T) string {
 	return exe
 }
 
-// proc is a running porthole process with its output captured.
-type proc struct {
+// tlsProc is a running porthole process with its output captured.
+type tlsProc struct {
 	cmd    *exec.Cmd
-	stdout *lineBuf
-	stderr *lineBuf
+	stdout *tlsLineBuf
+	stderr *tlsLineBuf
 	done   chan struct{}
 	err    error
 }
 
-// lineBuf collects output and lets a test wait for a line.
-type lineBuf struct {
+// tlsLineBuf collects output and lets a test wait for a line.
+type tlsLineBuf struct {
 	mu    sync.Mutex
 	buf   bytes.Buffer
 	lines []string
 	cond  *sync.Cond
 }
 
-func newLineBuf() *lineBuf {
-	b := &lineBuf{}
+func newTLSLineBuf() *tlsLineBuf {
+	b := &tlsLineBuf{}
 	b.cond = sync.NewCond(&b.mu)
 	return b
 }
 
-func (b *lineBuf) feed(r io.Reader) {
+func (b *tlsLineBuf) feed(r io.Reader) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -202,14 +202,14 @@ func (b *lineBuf) feed(r io.Reader) {
 	b.mu.Unlock()
 }
 
-func (b *lineBuf) String() string {
+func (b *tlsLineBuf) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
 
 // wait returns the first line matching re, or fails after timeout.
-func (b *lineBuf) wait(t *testing.T, re *regexp.Regexp, timeout time.Duration) string {
+func (b *tlsLineBuf) wait(t *testing.T, re *regexp.Regexp, timeout time.Duration) string {
 	t.Helper()
 	deadline := time.AfterFunc(timeout, func() {
 		b.mu.Lock()
@@ -234,11 +234,11 @@ func (b *lineBuf) wait(t *testing.T, re *regexp.Regexp, timeout time.Duration) s
 	}
 }
 
-func startPorthole(t *testing.T, bin string, args ...string) *proc {
+func tlsStartPorthole(t *testing.T, bin string, args ...string) *tlsProc {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "PORTHOLE_API_KEY=", "PORTHOLE_TOKEN=", "PORTHOLE_SERVER=")
-	p := &proc{cmd: cmd, stdout: newLineBuf(), stderr: newLineBuf(), done: make(chan struct{})}
+	p := &tlsProc{cmd: cmd, stdout: newTLSLineBuf(), stderr: newTLSLineBuf(), done: make(chan struct{})}
 	so, _ := cmd.StdoutPipe()
 	se, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
@@ -263,7 +263,7 @@ func startPorthole(t *testing.T, bin string, args ...string) *proc {
 }
 
 // stop interrupts the process and waits for it.
-func (p *proc) stop() {
+func (p *tlsProc) stop() {
 	select {
 	case <-p.done:
 		return
@@ -279,7 +279,7 @@ func (p *proc) stop() {
 }
 
 // exitCode waits for the process to exit by itself and returns its code.
-func (p *proc) exitCode(t *testing.T, timeout time.Duration) int {
+func (p *tlsProc) exitCode(t *testing.T, timeout time.Duration) int {
 	t.Helper()
 	select {
 	case <-p.done:
@@ -296,19 +296,19 @@ func (p *proc) exitCode(t *testing.T, timeout time.Duration) int {
 	return -1
 }
 
-// serverAddrs are the listener addresses a server logged at start.
-type serverAddrs struct {
+// tlsServerAddrs are the listener addresses a server logged at start.
+type tlsServerAddrs struct {
 	HTTP, HTTPS, Tunnel, Admin string
 }
 
 // startTLSServer runs `porthole server` on loopback ports chosen by the
 // kernel and returns its addresses, read from the JSON start line.
-func startTLSServer(t *testing.T, bin string, args ...string) (*proc, serverAddrs) {
+func startTLSServer(t *testing.T, bin string, args ...string) (*tlsProc, tlsServerAddrs) {
 	t.Helper()
 	base := []string{"server", "--log-format", "json", "--no-auth", "--domain", "tun.test",
 		"--http-addr", "127.0.0.1:0", "--tunnel-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
 		"--data-dir", t.TempDir()}
-	p := startPorthole(t, bin, append(base, args...)...)
+	p := tlsStartPorthole(t, bin, append(base, args...)...)
 	line := p.stderr.wait(t, regexp.MustCompile(`"msg":"server started"`), 15*time.Second)
 	var a struct {
 		HTTP   string `json:"http"`
@@ -319,21 +319,21 @@ func startTLSServer(t *testing.T, bin string, args ...string) (*proc, serverAddr
 	if err := json.Unmarshal([]byte(line), &a); err != nil {
 		t.Fatalf("start line %q: %v", line, err)
 	}
-	return p, serverAddrs{HTTP: a.HTTP, HTTPS: a.HTTPS, Tunnel: a.Tunnel, Admin: a.Admin}
+	return p, tlsServerAddrs{HTTP: a.HTTP, HTTPS: a.HTTPS, Tunnel: a.Tunnel, Admin: a.Admin}
 }
 
-var forwardingRE = regexp.MustCompile(`^Forwarding ((https?|tcp)://[^ ]+)`)
+var tlsForwardingRE = regexp.MustCompile(`^Forwarding ((https?|tcp)://[^ ]+)`)
 
-// waitForwarding returns the public URL from the client's first
+// tlsWaitForwarding returns the public URL from the client's first
 // Forwarding line.
-func waitForwarding(t *testing.T, p *proc) string {
+func tlsWaitForwarding(t *testing.T, p *tlsProc) string {
 	t.Helper()
-	line := p.stdout.wait(t, forwardingRE, 20*time.Second)
-	return forwardingRE.FindStringSubmatch(line)[1]
+	line := p.stdout.wait(t, tlsForwardingRE, 20*time.Second)
+	return tlsForwardingRE.FindStringSubmatch(line)[1]
 }
 
-// startLocalApp serves "hello from the app" on loopback.
-func startLocalApp(t *testing.T) string {
+// tlsStartApp serves "hello from the app" on loopback.
+func tlsStartApp(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -347,9 +347,9 @@ func startLocalApp(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// visitor is an HTTPS client that reaches every name at addr (a test has
+// tlsVisitor is an HTTPS client that reaches every name at addr (a test has
 // no DNS for its names) and records the certificates it was shown.
-type visitor struct {
+type tlsVisitor struct {
 	*http.Client
 	mu    sync.Mutex
 	seen  []*x509.Certificate
@@ -357,8 +357,8 @@ type visitor struct {
 	proto string
 }
 
-func newVisitor(roots *x509.CertPool, addr string) *visitor {
-	v := &visitor{}
+func newTLSVisitor(roots *x509.CertPool, addr string) *tlsVisitor {
+	v := &tlsVisitor{}
 	d := &net.Dialer{Timeout: 5 * time.Second}
 	v.tr = &http.Transport{
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
@@ -381,7 +381,7 @@ func newVisitor(roots *x509.CertPool, addr string) *visitor {
 }
 
 // lastCert is the certificate of the most recent handshake.
-func (v *visitor) lastCert() *x509.Certificate {
+func (v *tlsVisitor) lastCert() *x509.Certificate {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if len(v.seen) == 0 {
@@ -391,7 +391,7 @@ func (v *visitor) lastCert() *x509.Certificate {
 }
 
 // get fetches url and returns the status, body and HTTP major version.
-func (v *visitor) get(t *testing.T, url string) (int, string, int) {
+func (v *tlsVisitor) get(t *testing.T, url string) (int, string, int) {
 	t.Helper()
 	resp, err := v.Get(url)
 	if err != nil {
@@ -402,9 +402,9 @@ func (v *visitor) get(t *testing.T, url string) (int, string, int) {
 	return resp.StatusCode, string(b), resp.ProtoMajor
 }
 
-// handshakeCert dials addr with SNI name and returns the certificate the
+// tlsHandshakeCert dials addr with SNI name and returns the certificate the
 // server presents, without verifying it.
-func handshakeCert(t *testing.T, addr, name string) *x509.Certificate {
+func tlsHandshakeCert(t *testing.T, addr, name string) *x509.Certificate {
 	t.Helper()
 	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr,
 		&tls.Config{ServerName: name, InsecureSkipVerify: true}) //nolint:gosec // the test inspects what it is shown

@@ -16,10 +16,10 @@ import (
 	"time"
 )
 
-// pebbleBinary finds Pebble, the ACME test server: $PEBBLE, then PATH,
+// tlsPebbleBinary finds Pebble, the ACME test server: $PEBBLE, then PATH,
 // then GOPATH/bin (where `go install` puts it). Without it the ACME test
 // skips, except in CI, where a missing Pebble is a broken set-up.
-func pebbleBinary(t *testing.T) string {
+func tlsPebbleBinary(t *testing.T) string {
 	t.Helper()
 	if p := os.Getenv("PEBBLE"); p != "" {
 		return p
@@ -28,7 +28,7 @@ func pebbleBinary(t *testing.T) string {
 		return p
 	}
 	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
-		for _, dir := range filepath.SplitList(string(trimNL(out))) {
+		for _, dir := range filepath.SplitList(string(tlsTrimNL(out))) {
 			p := filepath.Join(dir, "bin", "pebble")
 			if _, err := os.Stat(p); err == nil {
 				return p
@@ -43,16 +43,16 @@ func pebbleBinary(t *testing.T) string {
 	return ""
 }
 
-func trimNL(b []byte) []byte {
+func tlsTrimNL(b []byte) []byte {
 	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
 		b = b[:len(b)-1]
 	}
 	return b
 }
 
-// freePort returns a loopback port that was free a moment ago. Pebble
+// tlsFreePort returns a loopback port that was free a moment ago. Pebble
 // needs to know the ports it validates on before the server opens them.
-func freePort(t *testing.T) int {
+func tlsFreePort(t *testing.T) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -62,8 +62,8 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// pebbleCA is a running Pebble.
-type pebbleCA struct {
+// tlsPebbleCA is a running Pebble.
+type tlsPebbleCA struct {
 	Directory string // ACME directory URL
 	// ListenerCertFile is the PEM certificate Pebble's own HTTPS
 	// endpoints use: what the ACME client must trust to talk to it.
@@ -73,17 +73,17 @@ type pebbleCA struct {
 	Root []byte
 }
 
-// startPebble runs Pebble on loopback ports. It validates HTTP-01 on
+// tlsStartPebble runs Pebble on loopback ports. It validates HTTP-01 on
 // httpPort and TLS-ALPN-01 on tlsPort of 127.0.0.1 (where dnsAddr resolves
 // every name), and looks DNS-01 records up at dnsAddr.
-func startPebble(t *testing.T, dnsAddr string, httpPort, tlsPort int) *pebbleCA {
+func tlsStartPebble(t *testing.T, dnsAddr string, httpPort, tlsPort int) *tlsPebbleCA {
 	t.Helper()
-	bin := pebbleBinary(t)
+	bin := tlsPebbleBinary(t)
 	dir := t.TempDir()
 	lc := issueTLSLeaf(t, nil, "localhost", "127.0.0.1")
-	certFile := writeFile(t, filepath.Join(dir, "listener.pem"), lc.CertPEM)
-	keyFile := writeFile(t, filepath.Join(dir, "listener.key"), lc.KeyPEM)
-	acmePort, mgmtPort := freePort(t), freePort(t)
+	certFile := tlsWriteFile(t, filepath.Join(dir, "listener.pem"), lc.CertPEM)
+	keyFile := tlsWriteFile(t, filepath.Join(dir, "listener.key"), lc.KeyPEM)
+	acmePort, mgmtPort := tlsFreePort(t), tlsFreePort(t)
 	conf := map[string]any{"pebble": map[string]any{
 		"listenAddress":                  "127.0.0.1:" + strconv.Itoa(acmePort),
 		"managementListenAddress":        "127.0.0.1:" + strconv.Itoa(mgmtPort),
@@ -97,14 +97,14 @@ func startPebble(t *testing.T, dnsAddr string, httpPort, tlsPort int) *pebbleCA 
 		"keyAlgorithm":                   "ecdsa",
 	}}
 	b, _ := json.Marshal(conf)
-	cfgFile := writeFile(t, filepath.Join(dir, "pebble.json"), b)
+	cfgFile := tlsWriteFile(t, filepath.Join(dir, "pebble.json"), b)
 	cmd := exec.Command(bin, "-config", cfgFile, "-dnsserver", dnsAddr)
 	cmd.Env = append(os.Environ(),
 		"PEBBLE_VA_NOSLEEP=1",      // validate at once
 		"PEBBLE_VA_ALWAYS_VALID=0", // really validate
 		"PEBBLE_WFE_NONCEREJECT=0", // no random badNonce errors to retry
 	)
-	out := newLineBuf()
+	out := newTLSLineBuf()
 	pipe, _ := cmd.StdoutPipe()
 	cmd.Stderr = cmd.Stdout
 	if err := cmd.Start(); err != nil {
@@ -119,15 +119,15 @@ func startPebble(t *testing.T, dnsAddr string, httpPort, tlsPort int) *pebbleCA 
 		}
 	})
 
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: certPool(lc.CertPEM)}}}
-	p := &pebbleCA{Directory: fmt.Sprintf("https://127.0.0.1:%d/dir", acmePort), ListenerCertFile: certFile}
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: tlsCertPool(lc.CertPEM)}}}
+	p := &tlsPebbleCA{Directory: fmt.Sprintf("https://127.0.0.1:%d/dir", acmePort), ListenerCertFile: certFile}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := hc.Get(fmt.Sprintf("https://127.0.0.1:%d/roots/0", mgmtPort))
 		if err == nil {
 			p.Root, _ = io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode == 200 && len(certPool(p.Root).Subjects()) > 0 { //nolint:staticcheck // only counts
+			if resp.StatusCode == 200 && len(tlsCertPool(p.Root).Subjects()) > 0 { //nolint:staticcheck // only counts
 				break
 			}
 		}
@@ -144,8 +144,8 @@ func startPebble(t *testing.T, dnsAddr string, httpPort, tlsPort int) *pebbleCA 
 	return p
 }
 
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+// tlsWaitFor polls cond until it holds or timeout passes.
+func tlsWaitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()

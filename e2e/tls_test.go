@@ -32,39 +32,39 @@ func TestTLSBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := buildPorthole(t)
-	t.Run("ReloadOnChange", func(t *testing.T) { testReload(t, bin, false) })
-	t.Run("ReloadOnSIGHUP", func(t *testing.T) { testReload(t, bin, true) })
-	t.Run("WSS", func(t *testing.T) { testWSS(t, bin) })
+	bin := tlsBuildPorthole(t)
+	t.Run("ReloadOnChange", func(t *testing.T) { testTLSReload(t, bin, false) })
+	t.Run("ReloadOnSIGHUP", func(t *testing.T) { testTLSReload(t, bin, true) })
+	t.Run("WSS", func(t *testing.T) { testTLSWSS(t, bin) })
 }
 
-// testReload replaces the certificate files under a running server with a
+// testTLSReload replaces the certificate files under a running server with a
 // tunnel up: the next handshake gets the new certificate, connections
 // made before keep working, and the tunnel is never dropped.
-func testReload(t *testing.T, bin string, sighup bool) {
+func testTLSReload(t *testing.T, bin string, sighup bool) {
 	dir := t.TempDir()
 	ca := newTLSCA(t)
-	caFile := writeFile(t, filepath.Join(dir, "ca.pem"), ca.PEM)
+	caFile := tlsWriteFile(t, filepath.Join(dir, "ca.pem"), ca.PEM)
 	names := []string{"*.tun.test", "tun.test", "127.0.0.1"}
 	a := issueTLSLeaf(t, ca, names...)
-	certFile := writeFile(t, filepath.Join(dir, "cert.pem"), a.CertPEM)
-	keyFile := writeFile(t, filepath.Join(dir, "key.pem"), a.KeyPEM)
+	certFile := tlsWriteFile(t, filepath.Join(dir, "cert.pem"), a.CertPEM)
+	keyFile := tlsWriteFile(t, filepath.Join(dir, "key.pem"), a.KeyPEM)
 	// With polling off, only SIGHUP can make the server notice.
 	interval := "100ms"
 	if sighup {
 		interval = "-1s"
 	}
-	cfg := writeFile(t, filepath.Join(dir, "server.toml"), []byte("[tls]\nreload_interval = \""+interval+"\"\n"))
+	cfg := tlsWriteFile(t, filepath.Join(dir, "server.toml"), []byte("[tls]\nreload_interval = \""+interval+"\"\n"))
 
 	srv, addrs := startTLSServer(t, bin, "--config", cfg, "--https-addr", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile)
-	client := startPorthole(t, bin, "http", startLocalApp(t), "--server", "wss://"+addrs.Tunnel,
+	client := tlsStartPorthole(t, bin, "http", tlsStartApp(t), "--server", "wss://"+addrs.Tunnel,
 		"--ca-file", caFile, "--subdomain", "reload", "--inspect-addr", "off")
-	url := waitForwarding(t, client)
+	url := tlsWaitForwarding(t, client)
 	if !strings.HasPrefix(url, "https://reload.tun.test:") {
 		t.Fatalf("first Forwarding URL %q: want the https one", url)
 	}
 
-	before := newVisitor(certPool(ca.PEM), addrs.HTTPS)
+	before := newTLSVisitor(tlsCertPool(ca.PEM), addrs.HTTPS)
 	status, body, proto := before.get(t, url)
 	if status != 200 || !strings.Contains(body, "hello from the app (https)") {
 		t.Fatalf("before reload: %d %q", status, body)
@@ -80,27 +80,27 @@ func testReload(t *testing.T, bin string, sighup bool) {
 	// renewal script would: in between, the pair does not match, and the
 	// server must keep serving the old one.
 	b := issueTLSLeaf(t, ca, names...)
-	writeAtomically(t, keyFile, b.KeyPEM)
+	tlsWriteAtomically(t, keyFile, b.KeyPEM)
 	time.Sleep(300 * time.Millisecond)
-	if got := handshakeCert(t, addrs.HTTPS, "reload.tun.test"); got.SerialNumber.Cmp(a.Cert.SerialNumber) != 0 {
+	if got := tlsHandshakeCert(t, addrs.HTTPS, "reload.tun.test"); got.SerialNumber.Cmp(a.Cert.SerialNumber) != 0 {
 		t.Fatalf("with a mismatched key on disk the server switched to serial %v", got.SerialNumber)
 	}
-	writeAtomically(t, certFile, b.CertPEM)
+	tlsWriteAtomically(t, certFile, b.CertPEM)
 	if sighup {
 		time.Sleep(300 * time.Millisecond)
-		if got := handshakeCert(t, addrs.HTTPS, "reload.tun.test"); got.SerialNumber.Cmp(a.Cert.SerialNumber) != 0 {
+		if got := tlsHandshakeCert(t, addrs.HTTPS, "reload.tun.test"); got.SerialNumber.Cmp(a.Cert.SerialNumber) != 0 {
 			t.Fatal("the server reloaded without SIGHUP although polling is off")
 		}
 		if err := srv.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitServing(t, addrs.HTTPS, "reload.tun.test", b.Cert)
-	waitServing(t, addrs.Tunnel, "", b.Cert)
+	tlsWaitServing(t, addrs.HTTPS, "reload.tun.test", b.Cert)
+	tlsWaitServing(t, addrs.Tunnel, "", b.Cert)
 
 	// A new visitor connection verifies the new certificate; the old
 	// connection, made with the old one, still works.
-	after := newVisitor(certPool(ca.PEM), addrs.HTTPS)
+	after := newTLSVisitor(tlsCertPool(ca.PEM), addrs.HTTPS)
 	if status, body, _ := after.get(t, url); status != 200 || !strings.Contains(body, "hello from the app") {
 		t.Fatalf("after reload: %d %q", status, body)
 	}
@@ -135,12 +135,12 @@ func testReload(t *testing.T, bin string, sighup bool) {
 	}
 }
 
-// waitServing waits until a handshake with addr gets want.
-func waitServing(t *testing.T, addr, sni string, want *x509.Certificate) {
+// tlsWaitServing waits until a handshake with addr gets want.
+func tlsWaitServing(t *testing.T, addr, sni string, want *x509.Certificate) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		got := handshakeCert(t, addr, sni)
+		got := tlsHandshakeCert(t, addr, sni)
 		if got.SerialNumber.Cmp(want.SerialNumber) == 0 {
 			return
 		}
@@ -151,31 +151,31 @@ func waitServing(t *testing.T, addr, sni string, want *x509.Certificate) {
 	}
 }
 
-// testWSS checks how a client verifies a server with a self-signed
+// testTLSWSS checks how a client verifies a server with a self-signed
 // certificate: trusted through --ca-file, or through --server-pin; a
 // wrong pin, or neither, is a final error that says what to do.
-func testWSS(t *testing.T, bin string) {
+func testTLSWSS(t *testing.T, bin string) {
 	dir := t.TempDir()
 	self := issueTLSLeaf(t, nil, "tun.test", "127.0.0.1")
-	certFile := writeFile(t, filepath.Join(dir, "cert.pem"), self.CertPEM)
-	keyFile := writeFile(t, filepath.Join(dir, "key.pem"), self.KeyPEM)
+	certFile := tlsWriteFile(t, filepath.Join(dir, "cert.pem"), self.CertPEM)
+	keyFile := tlsWriteFile(t, filepath.Join(dir, "key.pem"), self.KeyPEM)
 	_, addrs := startTLSServer(t, bin, "--tls-cert", certFile, "--tls-key", keyFile)
 	server := "wss://" + addrs.Tunnel
-	app := startLocalApp(t)
+	app := tlsStartApp(t)
 	pin := certs.SPKIPin(self.Cert)
 	other := issueTLSLeaf(t, nil, "tun.test")
 	otherDigest := certs.SPKIDigest(other.Cert)
 
 	connects := func(t *testing.T, args ...string) {
-		c := startPorthole(t, bin, append([]string{"http", app, "--server", server, "--inspect-addr", "off"}, args...)...)
-		url := waitForwarding(t, c)
-		v := newVisitor(nil, addrs.HTTP)
+		c := tlsStartPorthole(t, bin, append([]string{"http", app, "--server", server, "--inspect-addr", "off"}, args...)...)
+		url := tlsWaitForwarding(t, c)
+		v := newTLSVisitor(nil, addrs.HTTP)
 		if status, body, _ := v.get(t, url); status != 200 || !strings.Contains(body, "hello from the app (http)") {
 			t.Fatalf("GET %s: %d %q", url, status, body)
 		}
 	}
 	fails := func(t *testing.T, wants []string, args ...string) {
-		c := startPorthole(t, bin, append([]string{"http", app, "--server", server, "--inspect-addr", "off"}, args...)...)
+		c := tlsStartPorthole(t, bin, append([]string{"http", app, "--server", server, "--inspect-addr", "off"}, args...)...)
 		// Final: no retry, so the exit comes at once.
 		if code := c.exitCode(t, 10*time.Second); code != 1 {
 			t.Fatalf("exit code %d, want 1", code)
@@ -192,7 +192,7 @@ func testWSS(t *testing.T, bin string) {
 	}
 
 	t.Run("CAFile", func(t *testing.T) {
-		connects(t, "--ca-file", writeFile(t, filepath.Join(t.TempDir(), "ca.pem"), self.CertPEM))
+		connects(t, "--ca-file", tlsWriteFile(t, filepath.Join(t.TempDir(), "ca.pem"), self.CertPEM))
 	})
 	t.Run("Pin", func(t *testing.T) { connects(t, "--server-pin", pin) })
 	t.Run("WrongPin", func(t *testing.T) {
@@ -203,15 +203,15 @@ func testWSS(t *testing.T, bin string) {
 	})
 }
 
-// verifiedDomains is the identity layer's stand-in: a fixed set of
+// tlsVerifiedDomains is the identity layer's stand-in: a fixed set of
 // verified custom domains, and a count of what was asked.
-type verifiedDomains struct {
+type tlsVerifiedDomains struct {
 	mu    sync.Mutex
 	names map[string]bool
 	asked []string
 }
 
-func (v *verifiedDomains) Allowed(_ context.Context, host string) error {
+func (v *tlsVerifiedDomains) Allowed(_ context.Context, host string) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.asked = append(v.asked, host)
@@ -221,13 +221,13 @@ func (v *verifiedDomains) Allowed(_ context.Context, host string) error {
 	return nil
 }
 
-// verifiedPolicy lets clients bind the verified custom domains.
-type verifiedPolicy struct {
+// tlsVerifiedPolicy lets clients bind the verified custom domains.
+type tlsVerifiedPolicy struct {
 	server.OpenPolicy
-	domains *verifiedDomains
+	domains *tlsVerifiedDomains
 }
 
-func (p verifiedPolicy) CheckHostname(ctx context.Context, _ *auth.Identity, host string) error {
+func (p tlsVerifiedPolicy) CheckHostname(ctx context.Context, _ *auth.Identity, host string) error {
 	p.domains.mu.Lock()
 	ok := p.domains.names[host]
 	p.domains.mu.Unlock()
@@ -248,11 +248,11 @@ func TestTLSACME(t *testing.T) {
 		t.Skip("runs Pebble")
 	}
 	dnsSrv := startTLSDNS(t, "acme.test", "custom.test")
-	httpPort, httpsPort := freePort(t), freePort(t)
-	ca := startPebble(t, dnsSrv.Addr, httpPort, httpsPort)
-	roots := certPool(ca.Root)
+	httpPort, httpsPort := tlsFreePort(t), tlsFreePort(t)
+	ca := tlsStartPebble(t, dnsSrv.Addr, httpPort, httpsPort)
+	roots := tlsCertPool(ca.Root)
 
-	domains := &verifiedDomains{names: map[string]bool{"app.custom.test": true, "http.custom.test": true}}
+	domains := &tlsVerifiedDomains{names: map[string]bool{"app.custom.test": true, "http.custom.test": true}}
 
 	// TLS-ALPN-01 only here, HTTP-01 only in the second server below:
 	// with both allowed, the ACME client picks one at random and falls
@@ -269,17 +269,17 @@ func TestTLSACME(t *testing.T) {
 			RFC2136:              certs.RFC2136Config{Server: dnsSrv.Addr, KeyName: dnsSrv.KeyName, Key: dnsSrv.Secret},
 		},
 	}
-	srv, ts, cfg := startACMEServer(t, ca, httpPort, httpsPort, acme, domains)
+	srv, ts, cfg := tlsStartACMEServer(t, ca, httpPort, httpsPort, acme, domains)
 
 	// The wildcard and the apex, obtained in the background at start.
-	waitFor(t, "the wildcard certificate", 90*time.Second, func() bool {
+	tlsWaitFor(t, "the wildcard certificate", 90*time.Second, func() bool {
 		st := ts.Certs.Stats()
 		return st.ACME.New.Obtained >= 2 || st.ACME.New.Failed > 0
 	})
 	if st := ts.Certs.Stats(); st.ACME.New.Failed > 0 {
 		t.Fatalf("obtaining the wildcard failed: %+v", st.ACME)
 	}
-	if got := handshakeCert(t, cfg.HTTPSAddr, "anything.acme.test"); !slices.Contains(got.DNSNames, "*.acme.test") {
+	if got := tlsHandshakeCert(t, cfg.HTTPSAddr, "anything.acme.test"); !slices.Contains(got.DNSNames, "*.acme.test") {
 		t.Fatalf("subdomain handshake got a certificate for %v", got.DNSNames)
 	}
 	if accepted, refused := dnsSrv.counts(); accepted < 2 || refused != 0 {
@@ -289,8 +289,8 @@ func TestTLSACME(t *testing.T) {
 	// A client verifies the tunnel listener against Pebble's root. It
 	// dials the address but checks the server's name, as it would with
 	// real DNS.
-	app := startLocalApp(t)
-	clientLogs := &lineBufWriter{b: newLineBuf()}
+	app := tlsStartApp(t)
+	clientLogs := &tlsLineBufWriter{b: newTLSLineBuf()}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("client log:\n%s", clientLogs.b)
@@ -337,7 +337,7 @@ func TestTLSACME(t *testing.T) {
 		t.Fatalf("Forwarding URLs %v; want %s and %s", got, webURL, customURL)
 	}
 
-	v := newVisitor(roots, cfg.HTTPSAddr)
+	v := newTLSVisitor(roots, cfg.HTTPSAddr)
 	resp, err := v.Get(webURL + "/")
 	if err != nil {
 		t.Fatal(err)
@@ -351,7 +351,7 @@ func TestTLSACME(t *testing.T) {
 		t.Errorf("Strict-Transport-Security %q, want max-age=3600", hsts)
 	}
 	// Plain HTTP is redirected to the same path over HTTPS.
-	plain := newVisitor(nil, cfg.HTTPAddr)
+	plain := newTLSVisitor(nil, cfg.HTTPAddr)
 	resp, err = plain.Get(fmt.Sprintf("http://web.acme.test:%d/a/b?c=d", httpPort))
 	if err != nil {
 		t.Fatal(err)
@@ -400,11 +400,11 @@ func TestTLSACME(t *testing.T) {
 	stopClient()
 	srv.Shutdown()
 	ts.Close()
-	_, ts2, cfg2 := startACMEServer(t, ca, httpPort, httpsPort, certs.ACMEConfig{
+	_, ts2, cfg2 := tlsStartACMEServer(t, ca, httpPort, httpsPort, certs.ACMEConfig{
 		OnDemand:   true,
 		Challenges: []string{certs.ChallengeHTTP01},
 	}, domains)
-	if got := handshakeCertVerified(t, cfg2.HTTPSAddr, "http.custom.test", roots); !slices.Equal(got.DNSNames, []string{"http.custom.test"}) {
+	if got := tlsHandshakeCertVerified(t, cfg2.HTTPSAddr, "http.custom.test", roots); !slices.Equal(got.DNSNames, []string{"http.custom.test"}) {
 		t.Fatalf("HTTP-01 domain served a certificate for %v", got.DNSNames)
 	}
 	if st := ts2.Certs.Stats(); st.ACME.New.Attempts != 1 || st.ACME.New.Obtained != 1 {
@@ -412,11 +412,11 @@ func TestTLSACME(t *testing.T) {
 	}
 }
 
-// startACMEServer starts an in-process server for acme.test whose ACME
+// tlsStartACMEServer starts an in-process server for acme.test whose ACME
 // certificates come from ca, with the test's verified domains.
-func startACMEServer(t *testing.T, ca *pebbleCA, httpPort, httpsPort int, acme certs.ACMEConfig, domains *verifiedDomains) (*server.Server, *server.TLSSetup, server.Config) {
+func tlsStartACMEServer(t *testing.T, ca *tlsPebbleCA, httpPort, httpsPort int, acme certs.ACMEConfig, domains *tlsVerifiedDomains) (*server.Server, *server.TLSSetup, server.Config) {
 	t.Helper()
-	logs := &lineBufWriter{b: newLineBuf()}
+	logs := &tlsLineBufWriter{b: newTLSLineBuf()}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -443,7 +443,7 @@ func startACMEServer(t *testing.T, ca *pebbleCA, httpPort, httpsPort int, acme c
 		t.Fatal(err)
 	}
 	t.Cleanup(ts.Close)
-	srv, err := server.New(cfg, server.Deps{Logger: log, TLS: ts.Config, Certs: ts.Certs, Policy: verifiedPolicy{domains: domains}})
+	srv, err := server.New(cfg, server.Deps{Logger: log, TLS: ts.Config, Certs: ts.Certs, Policy: tlsVerifiedPolicy{domains: domains}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -454,9 +454,9 @@ func startACMEServer(t *testing.T, ca *pebbleCA, httpPort, httpsPort int, acme c
 	return srv, ts, cfg
 }
 
-// handshakeCertVerified dials addr with SNI name, verifies the chain
+// tlsHandshakeCertVerified dials addr with SNI name, verifies the chain
 // against roots and returns the leaf.
-func handshakeCertVerified(t *testing.T, addr, name string, roots *x509.CertPool) *x509.Certificate {
+func tlsHandshakeCertVerified(t *testing.T, addr, name string, roots *x509.CertPool) *x509.Certificate {
 	t.Helper()
 	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 30 * time.Second}, "tcp", addr, &tls.Config{ServerName: name, RootCAs: roots})
 	if err != nil {
@@ -466,10 +466,10 @@ func handshakeCertVerified(t *testing.T, addr, name string, roots *x509.CertPool
 	return c.ConnectionState().PeerCertificates[0]
 }
 
-// lineBufWriter adapts a lineBuf to io.Writer for a logger.
-type lineBufWriter struct{ b *lineBuf }
+// tlsLineBufWriter adapts a lineBuf to io.Writer for a logger.
+type tlsLineBufWriter struct{ b *tlsLineBuf }
 
-func (w *lineBufWriter) Write(p []byte) (int, error) {
+func (w *tlsLineBufWriter) Write(p []byte) (int, error) {
 	w.b.mu.Lock()
 	defer w.b.mu.Unlock()
 	w.b.buf.Write(p)
