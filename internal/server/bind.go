@@ -148,6 +148,12 @@ func (s *Server) claimHTTP(ss *session, t *tunnel, host string) error {
 	t.key, t.hostname = host, host
 	s.setupProxy(t)
 	old, had := s.reg.Lookup(host)
+	if had && old.Endpoint != nil && old.Endpoint.sess == ss {
+		// The registry lets an owner take a name over from its own stale
+		// session; within one session that would silently drop the
+		// tunnel that holds it.
+		return protocol.Err(protocol.CodeNameTaken, true, "%s is already bound by this client (tunnel %q)", host, old.Endpoint.name)
+	}
 	if _, err := s.reg.Bind(host, ss.owner, t); err != nil {
 		if errors.Is(err, registry.ErrTaken) {
 			return protocol.Err(protocol.CodeNameTaken, true, "%s is in use by another client", host)

@@ -73,6 +73,9 @@ func (p *tcpPorts) bind(ctx context.Context, ss *session, b *protocol.Bind, t *t
 // for this owner during a grace period.
 func (p *tcpPorts) claim(ss *session, t *tunnel, port int) error {
 	key := tcpKey(port)
+	if old, ok := p.s.reg.Lookup(key); ok && old.Endpoint != nil && old.Endpoint.sess == ss {
+		return protocol.Err(protocol.CodePortUnavailable, true, "port %d is already bound by this client (tunnel %q)", port, old.Endpoint.name)
+	}
 	if _, err := p.s.reg.Bind(key, ss.owner, t); err != nil {
 		if errors.Is(err, registry.ErrTaken) {
 			return protocol.Err(protocol.CodePortUnavailable, true, "port %d is in use by another client", port)
