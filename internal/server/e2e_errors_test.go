@@ -360,3 +360,58 @@ func TestHeartbeatDetectsSilentDrop(t *testing.T) {
 	// A new connection through the proxy works: the tunnel is back.
 	waitStatus(t, srv, url, 200, 30*time.Second)
 }
+
+// TestSameNameTwiceInOneSession: a session that asks for a name it already
+// holds is refused; its first tunnel keeps the name and keeps serving.
+func TestSameNameTwiceInOneSession(t *testing.T) {
+	srv := tunneltest.StartServer(t)
+	s := dialRaw(t, srv)
+	s.hello(t)
+	s.w.Write(&protocol.Bind{ID: 1, Kind: "http", Subdomain: "dup"})
+	first, err := protocol.Expect[*protocol.Bound](s.r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.w.Write(&protocol.Bind{ID: 2, Kind: "http", Subdomain: "dup"})
+	m, err := s.r.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := m.(*protocol.Error); !ok || e.ID != 2 || e.Code != protocol.CodeNameTaken {
+		t.Fatalf("second bind of the same name in one session: got %#v, want name_taken", m)
+	}
+	if n, _ := srv.Metric("porthole_tunnels"); n != 1 {
+		t.Fatalf("porthole_tunnels = %v, want 1", n)
+	}
+	// Streams for the name still carry the first tunnel's id.
+	go srv.Get(first.URLs[0])
+	st, err := s.mux.AcceptStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	h, err := protocol.ReadStreamHeader(st)
+	if err != nil || h.TunnelID != first.TunnelID {
+		t.Fatalf("stream for the name: %+v %v, want tunnel %s", h, err, first.TunnelID)
+	}
+}
+
+func TestSamePortTwiceInOneSession(t *testing.T) {
+	port := closedPort(t)
+	srv := tunneltest.StartServer(t, func(c *server.Config) { c.TCPPorts = port + "-" + port })
+	s := dialRaw(t, srv)
+	s.hello(t)
+	p, _ := strconv.Atoi(port)
+	s.w.Write(&protocol.Bind{ID: 1, Kind: "tcp", RemotePort: p})
+	if _, err := protocol.Expect[*protocol.Bound](s.r); err != nil {
+		t.Fatal(err)
+	}
+	s.w.Write(&protocol.Bind{ID: 2, Kind: "tcp", RemotePort: p})
+	m, err := s.r.Read()
+	if e, ok := m.(*protocol.Error); err != nil || !ok || e.ID != 2 || e.Code != protocol.CodePortUnavailable {
+		t.Fatalf("second bind of the same port in one session: got %#v %v, want port_unavailable", m, err)
+	}
+	if n, _ := srv.Metric("porthole_tunnels"); n != 1 {
+		t.Fatalf("porthole_tunnels = %v, want 1", n)
+	}
+}
