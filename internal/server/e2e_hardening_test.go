@@ -390,3 +390,34 @@ func TestIPv6(t *testing.T) {
 		t.Fatalf("app saw forwarding headers %q, want the IPv6 visitor", got)
 	}
 }
+
+// TestIdleVisitorConnectionClosed: a kept-alive visitor connection that
+// stays idle past the idle timeout is closed by the server.
+func TestIdleVisitorConnectionClosed(t *testing.T) {
+	srv, _, url := tunnel(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") },
+		func(c *server.Config) { c.HTTP.IdleTimeout = config.Duration(time.Second) })
+	c, err := net.Dial("tcp", srv.PublicAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", strings.TrimPrefix(url, "http://"))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Close {
+		t.Fatalf("first response: %d, close=%v; want a kept-alive 200", resp.StatusCode, resp.Close)
+	}
+	start := time.Now()
+	c.SetReadDeadline(time.Now().Add(15 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("idle connection: read %v, want EOF from the server closing it", err)
+	}
+	if d := time.Since(start); d < 900*time.Millisecond {
+		t.Fatalf("closed after %s, before the 1 s idle timeout", d)
+	}
+}

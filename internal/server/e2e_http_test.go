@@ -264,7 +264,7 @@ func TestWebSocketEcho(t *testing.T) {
 // visitor's own headers; forged forwarding headers are replaced.
 func TestForwardedHeaders(t *testing.T) {
 	got := make(chan *http.Request, 2)
-	srv, _, url := tunnel(t, func(w http.ResponseWriter, r *http.Request) {
+	srv, c, url := tunnel(t, func(w http.ResponseWriter, r *http.Request) {
 		got <- r.Clone(context.Background())
 		io.WriteString(w, "ok")
 	})
@@ -307,9 +307,16 @@ func TestForwardedHeaders(t *testing.T) {
 	if resp.Header.Get("X-Request-Id") != id {
 		t.Errorf("visitor got X-Request-Id %q, app got %q", resp.Header.Get("X-Request-Id"), id)
 	}
-	// The id appears in the server's access log line for this request.
-	if !srv.Logs.Contains("request_id=" + id) {
-		t.Errorf("server log has no line with request_id=%s", id)
+	// The id appears in both sides' access log lines for this request, and
+	// the server's line has what an operator needs.
+	line := logLine(srv.Logs.String(), "request_id="+id)
+	for _, field := range []string{"msg=request ", "host=" + strings.Split(host, ":")[0] + " ", "method=GET ", "path=/h ", "status=200 ", "bytes=2 ", "duration="} {
+		if !strings.Contains(line, field) {
+			t.Errorf("server access log line %q lacks %q", line, field)
+		}
+	}
+	if logLine(c.Logs.String(), "request_id="+id) == "" {
+		t.Errorf("client log has no line with request_id=%s", id)
 	}
 
 	// A visitor's own request id is kept.
@@ -368,4 +375,14 @@ func TestHTTPSTarget(t *testing.T) {
 	if !strings.Contains(body, "certificate") {
 		t.Errorf("502 body %q does not say the certificate is the problem", body)
 	}
+}
+
+// logLine returns the first line of logs that contains s, or "".
+func logLine(logs, s string) string {
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, s) {
+			return l
+		}
+	}
+	return ""
 }
