@@ -127,14 +127,28 @@ func (t *IPTable) Acquire(ip netip.Addr) bool {
 	return true
 }
 
-// Release ends a connection counted by Acquire.
+// Release ends a connection counted by Acquire. It never creates an
+// entry: a connection that was counted in the overflow entry is taken off
+// it when ip has no open connection counted in an entry of its own, even
+// if ip could have one by now. (Taking it off a new entry instead would
+// leak the overflow count until every overflow address is refused.)
 func (t *IPTable) Release(ip netip.Addr) {
 	if t == nil || t.maxConn <= 0 {
 		return
 	}
-	e, s := t.entry(ip)
-	if e.conns > 0 {
+	s := t.shard(ip)
+	s.mu.Lock()
+	if e, ok := s.m[ip]; ok && e.conns > 0 {
 		e.conns--
+		e.lastSeen = t.now()
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	s = &t.shards[0]
+	s.mu.Lock()
+	if t.overflow.conns > 0 {
+		t.overflow.conns--
 	}
 	s.mu.Unlock()
 }
