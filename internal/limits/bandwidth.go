@@ -37,14 +37,17 @@ func (b *Bandwidth) Wait(ctx context.Context, n int) error {
 	}
 	for n > 0 {
 		c := min(n, b.chunk)
-		if r := b.l.ReserveN(timeNow(), c); r.OK() {
-			if d := r.Delay(); d > 0 {
+		// The delay is taken on the same clock as the reservation, so
+		// an injected clock (tests) shapes as the real one does.
+		now := timeNow()
+		if r := b.l.ReserveN(now, c); r.OK() {
+			if d := r.DelayFrom(now); d > 0 {
 				b.waited.Add(1)
 				if b.OnWait != nil {
 					b.OnWait()
 				}
 				if err := sleepCtx(ctx, d); err != nil {
-					r.Cancel()
+					r.CancelAt(timeNow())
 					return err
 				}
 			}
