@@ -60,9 +60,21 @@ func (cf *clientFlags) register(cmd *cobra.Command, withTunnel bool, kind string
 		f.BoolVar(&cf.tunnel.InsecureSkipVerify, "local-insecure-skip-verify", false, "accept any certificate from an https:// local target")
 		f.BoolVar(&cf.tunnel.HTTPSRedirect, "https-redirect", false, "have the server redirect plain-HTTP visitors to the https:// URL")
 		f.Int64Var(&cf.tunnel.HSTSMaxAge, "hsts-max-age", 0, "have the server send Strict-Transport-Security with this max-age (seconds) over HTTPS")
+		f.StringArrayVar(&cf.tunnel.BasicAuth, "basic-auth", nil, "require visitors to log in as USER:PASSWORD (repeatable)")
+		f.StringArrayVar(&cf.tunnel.RequireHeader, "require-header", nil, `require visitors to send this header, "Name: value" (repeatable)`)
+		f.StringArrayVar(&cf.tunnel.RequestHeaderAdd, "request-header-add", nil, `add "Name: value" to requests (repeatable)`)
+		f.StringArrayVar(&cf.tunnel.RequestHeaderRemove, "request-header-remove", nil, "remove this header from requests (repeatable)")
+		f.StringArrayVar(&cf.tunnel.ResponseHeaderAdd, "response-header-add", nil, `add "Name: value" to responses (repeatable)`)
+		f.StringArrayVar(&cf.tunnel.ResponseHeaderRemove, "response-header-remove", nil, "remove this header from responses (repeatable)")
+		f.StringVar(&cf.tunnel.HealthPath, "health-path", "", "check the local app at this path; while it fails, the server sends no visitors to this client")
+		f.Var(&cf.tunnel.HealthInterval, "health-interval", "how often to run the health check (default 10s)")
 	} else {
 		f.IntVar(&cf.tunnel.RemotePort, "remote-port", 0, "ask for this public port")
 	}
+	f.StringArrayVar(&cf.tunnel.AllowCIDR, "allow-cidr", nil, "admit only visitors from this network (repeatable)")
+	f.StringArrayVar(&cf.tunnel.DenyCIDR, "deny-cidr", nil, "refuse visitors from this network (repeatable)")
+	f.BoolVar(&cf.tunnel.Pool, "pool", false, "serve the name together with your other clients that bind it with --pool (load balancing)")
+	f.StringVar(&cf.tunnel.PoolStrategy, "pool-strategy", "", "how a new pool spreads visitors: round-robin (default) or least-streams")
 }
 
 // load applies the config file, environment and flags, in increasing

@@ -3,8 +3,10 @@ package client
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/porthole/porthole/internal/config"
@@ -60,6 +62,28 @@ type TunnelConfig struct {
 	// https; HSTSMaxAge (seconds) to send Strict-Transport-Security.
 	HTTPSRedirect bool  `toml:"https_redirect"`
 	HSTSMaxAge    int64 `toml:"hsts_max_age"`
+
+	// Visitor access control, enforced by the server: "user:password"
+	// entries, networks, and "Name: value" headers a visitor must send.
+	BasicAuth     []string `toml:"basic_auth"`
+	AllowCIDR     []string `toml:"allow_cidr"`
+	DenyCIDR      []string `toml:"deny_cidr"`
+	RequireHeader []string `toml:"require_header"`
+	// Header rules the server applies: "Name: value" to add, names to
+	// remove.
+	RequestHeaderAdd     []string `toml:"request_header_add"`
+	RequestHeaderRemove  []string `toml:"request_header_remove"`
+	ResponseHeaderAdd    []string `toml:"response_header_add"`
+	ResponseHeaderRemove []string `toml:"response_header_remove"`
+
+	// Pool joins the user's other clients serving the same name;
+	// PoolStrategy is "round-robin" (default) or "least-streams".
+	Pool         bool   `toml:"pool"`
+	PoolStrategy string `toml:"pool_strategy"`
+	// HealthPath, when set, is requested from the local app every
+	// HealthInterval; while it fails, the server sends no visitors here.
+	HealthPath     string          `toml:"health_path"`
+	HealthInterval config.Duration `toml:"health_interval"`
 }
 
 // DefaultConfig returns the client defaults.
@@ -129,6 +153,35 @@ func (t *TunnelConfig) validate() error {
 	if t.Proto == "http" && t.RemotePort != 0 {
 		return errors.New("remote_port is for tcp tunnels")
 	}
+	if t.Proto == "tcp" && (len(t.BasicAuth) > 0 || len(t.RequireHeader) > 0 || len(t.RequestHeaderAdd)+len(t.RequestHeaderRemove)+len(t.ResponseHeaderAdd)+len(t.ResponseHeaderRemove) > 0 || t.HealthPath != "") {
+		return errors.New("basic_auth, require_header, header rules and health_path are for http tunnels")
+	}
+	for _, c := range t.BasicAuth {
+		if u, _, ok := strings.Cut(c, ":"); !ok || u == "" {
+			return fmt.Errorf("basic_auth %q: want USER:PASSWORD", redact(c))
+		}
+	}
+	for _, h := range append(append(append([]string(nil), t.RequireHeader...), t.RequestHeaderAdd...), t.ResponseHeaderAdd...) {
+		if n, _, ok := strings.Cut(h, ":"); !ok || strings.TrimSpace(n) == "" {
+			return fmt.Errorf("header %q: want \"Name: value\"", h)
+		}
+	}
+	for _, c := range append(append([]string(nil), t.AllowCIDR...), t.DenyCIDR...) {
+		if _, err := netip.ParsePrefix(c); err != nil {
+			if _, err := netip.ParseAddr(c); err != nil {
+				return fmt.Errorf("%q is not a CIDR (like 10.0.0.0/8) or an address", c)
+			}
+		}
+	}
+	if t.PoolStrategy != "" && t.PoolStrategy != "round-robin" && t.PoolStrategy != "least-streams" {
+		return fmt.Errorf("pool_strategy %q: want round-robin or least-streams", t.PoolStrategy)
+	}
+	if t.HealthPath != "" && !strings.HasPrefix(t.HealthPath, "/") {
+		return fmt.Errorf("health_path %q must start with /", t.HealthPath)
+	}
+	if t.HealthInterval < 0 {
+		return errors.New("health_interval may not be negative")
+	}
 	if t.RemotePort < 0 || t.RemotePort > 65535 {
 		return fmt.Errorf("remote_port %d is not a port", t.RemotePort)
 	}
@@ -143,4 +196,12 @@ func (c *Config) TunnelNames() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// redact hides the password of a USER:PASSWORD entry in messages.
+func redact(cred string) string {
+	if u, _, ok := strings.Cut(cred, ":"); ok {
+		return u + ":***"
+	}
+	return "***"
 }

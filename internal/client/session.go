@@ -62,6 +62,11 @@ func (c *Client) serveSession(ctx context.Context, url string, mux *transport.Se
 	pingDone := make(chan struct{})
 	defer close(pingDone)
 	go heartbeat(w, hb, pingDone)
+	for _, t := range c.tunnels {
+		if t.cfg.HealthPath != "" && t.http != nil {
+			go t.healthLoop(w, pingDone)
+		}
+	}
 
 	// On cancel, release the tunnels at once (no grace period on the
 	// server), then hang up.
@@ -199,6 +204,17 @@ func (t *tunnel) bindMessage() *protocol.Bind {
 	defer t.mu.Unlock()
 	b := &protocol.Bind{ID: t.bindID, Name: t.name, Kind: t.cfg.Proto, Subdomain: t.cfg.Subdomain, Hostname: t.cfg.Hostname, RemotePort: t.cfg.RemotePort}
 	b.HTTPSRedirect, b.HSTSMaxAge = t.cfg.HTTPSRedirect, t.cfg.HSTSMaxAge
+	c := &t.cfg
+	if len(c.BasicAuth)+len(c.AllowCIDR)+len(c.DenyCIDR)+len(c.RequireHeader) > 0 {
+		b.Access = &protocol.Access{BasicAuth: c.BasicAuth, AllowCIDR: c.AllowCIDR, DenyCIDR: c.DenyCIDR, RequireHeader: c.RequireHeader}
+	}
+	if len(c.RequestHeaderAdd)+len(c.RequestHeaderRemove)+len(c.ResponseHeaderAdd)+len(c.ResponseHeaderRemove) > 0 {
+		b.Headers = &protocol.HeaderRules{RequestAdd: c.RequestHeaderAdd, RequestRemove: c.RequestHeaderRemove,
+			ResponseAdd: c.ResponseHeaderAdd, ResponseRemove: c.ResponseHeaderRemove}
+	}
+	if c.Pool {
+		b.Pool = &protocol.Pool{Strategy: c.PoolStrategy}
+	}
 	if t.random {
 		b.Random = true
 		if t.cfg.Proto == "tcp" {

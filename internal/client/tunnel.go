@@ -32,6 +32,7 @@ type tunnel struct {
 	bytesIn   atomic.Int64
 	bytesOut  atomic.Int64
 	openConns atomic.Int64
+	unhealthy atomic.Bool // last health check failed
 }
 
 // TunnelStatus is a tunnel as reported by the status API and events.

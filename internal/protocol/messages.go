@@ -29,6 +29,7 @@ const (
 	TypePing    MsgType = 0x07 // either way: heartbeat
 	TypePong    MsgType = 0x08 // either way: heartbeat answer
 	TypeNotice  MsgType = 0x09 // server -> client: revoked, shutting down, ...
+	TypeHealth  MsgType = 0x0A // client -> server: a tunnel's local app is (un)healthy
 )
 
 func (t MsgType) String() string {
@@ -51,6 +52,8 @@ func (t MsgType) String() string {
 		return "pong"
 	case TypeNotice:
 		return "notice"
+	case TypeHealth:
+		return "health"
 	}
 	return "unknown"
 }
@@ -113,6 +116,58 @@ type Bind struct {
 	// "Strict-Transport-Security: max-age=N" (seconds) to responses sent
 	// over HTTPS that do not carry the header already.
 	HSTSMaxAge int64 `json:"hsts_max_age,omitempty"`
+	// Access restricts which visitors reach the tunnel; the server
+	// enforces it, so refused visitors never reach the client.
+	Access *Access `json:"access,omitempty"`
+	// Headers are rules the server applies to requests and responses.
+	Headers *HeaderRules `json:"headers,omitempty"`
+	// Pool asks to serve the name together with the user's other clients
+	// that bind it with a pool too (load balancing).
+	Pool *Pool `json:"pool,omitempty"`
+}
+
+// Access is a tunnel's visitor access control. Lists are capped at
+// MaxAccessRules entries each.
+type Access struct {
+	// BasicAuth entries are "user:password"; a visitor must present one.
+	BasicAuth []string `json:"basic_auth,omitempty"`
+	// AllowCIDR, when not empty, admits only visitors from these networks;
+	// DenyCIDR refuses visitors from these (checked first).
+	AllowCIDR []string `json:"allow_cidr,omitempty"`
+	DenyCIDR  []string `json:"deny_cidr,omitempty"`
+	// RequireHeader entries are "Name: value"; a visitor must send each.
+	RequireHeader []string `json:"require_header,omitempty"`
+}
+
+// HeaderRules add and remove headers. Add entries are "Name: value".
+type HeaderRules struct {
+	RequestAdd     []string `json:"request_add,omitempty"`
+	RequestRemove  []string `json:"request_remove,omitempty"`
+	ResponseAdd    []string `json:"response_add,omitempty"`
+	ResponseRemove []string `json:"response_remove,omitempty"`
+}
+
+// MaxAccessRules caps each list in Access and HeaderRules.
+const MaxAccessRules = 64
+
+// Pool strategies.
+const (
+	PoolRoundRobin   = "round-robin"
+	PoolLeastStreams = "least-streams"
+)
+
+// Pool joins a load-balanced pool. The first member's strategy holds for
+// the pool.
+type Pool struct {
+	Strategy string `json:"strategy,omitempty"`
+}
+
+// Health reports whether a tunnel's local app passes the client's health
+// check. An unhealthy pool member gets no visitors until it recovers.
+type Health struct {
+	TunnelID string `json:"tunnel_id"`
+	Healthy  bool   `json:"healthy"`
+	Reason   string `json:"reason,omitempty"`
 }
 
 // Bound says a tunnel is live.
@@ -178,6 +233,7 @@ func (*Unbind) Type() MsgType  { return TypeUnbind }
 func (*Ping) Type() MsgType    { return TypePing }
 func (*Pong) Type() MsgType    { return TypePong }
 func (*Notice) Type() MsgType  { return TypeNotice }
+func (*Health) Type() MsgType  { return TypeHealth }
 
 // newMessage returns an empty message of type t, or nil for an unknown type.
 func newMessage(t MsgType) Message {
@@ -200,6 +256,8 @@ func newMessage(t MsgType) Message {
 		return &Pong{}
 	case TypeNotice:
 		return &Notice{}
+	case TypeHealth:
+		return &Health{}
 	}
 	return nil
 }

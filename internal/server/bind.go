@@ -14,7 +14,6 @@ import (
 	"github.com/porthole/porthole/internal/limits"
 	"github.com/porthole/porthole/internal/names"
 	"github.com/porthole/porthole/internal/protocol"
-	"github.com/porthole/porthole/internal/registry"
 )
 
 func (ss *session) handleBind(b *protocol.Bind) {
@@ -59,6 +58,16 @@ func (s *Server) bind(ctx context.Context, ss *session, b *protocol.Bind) (*tunn
 	t := &tunnel{id: newSessionID(), kind: b.Kind, name: b.Name, sess: ss, since: s.now(),
 		reqRate:  limits.NewBucket(ss.lim.RequestsPerSecond, ss.lim.RequestBurst(), s.now),
 		maxConns: int64(ss.lim.MaxConnectionsPerTunnel)}
+	var err error
+	if t.access, err = compileAccess(b.Access); err != nil {
+		return nil, err
+	}
+	if t.headers, err = compileHeaderRules(b.Headers); err != nil {
+		return nil, err
+	}
+	if b.Pool != nil && b.Subdomain == "" && b.Hostname == "" && b.RemotePort == 0 {
+		return nil, badOption("a pool needs a name all its members bind: pass --subdomain, --hostname or --remote-port")
+	}
 	switch b.Kind {
 	case protocol.KindHTTP:
 		if err := s.bindTLSOptions(b, t); err != nil {
@@ -91,13 +100,13 @@ func (s *Server) bindHTTP(ctx context.Context, ss *session, b *protocol.Bind, t 
 		if err := s.deps.Policy.CheckHostname(ctx, ss.ident, host); err != nil {
 			return err
 		}
-		return s.claimHTTP(ss, t, host)
+		return s.claimHTTP(ss, t, host, b.Pool)
 	}
 	if b.Subdomain != "" {
 		sub := b.Subdomain
 		err := s.checkSubdomain(ctx, ss, sub)
 		if err == nil {
-			err = s.claimHTTP(ss, t, sub+"."+s.cfg.Domain)
+			err = s.claimHTTP(ss, t, sub+"."+s.cfg.Domain, b.Pool)
 		}
 		if err == nil || !b.Random {
 			if err == nil {
@@ -125,7 +134,7 @@ func (s *Server) bindHTTP(ctx context.Context, ss *session, b *protocol.Bind, t 
 			}
 			return err
 		}
-		if lastErr = s.claimHTTP(ss, t, sub+"."+s.cfg.Domain); lastErr == nil {
+		if lastErr = s.claimHTTP(ss, t, sub+"."+s.cfg.Domain, b.Pool); lastErr == nil {
 			t.random = true
 			return nil
 		}
@@ -144,29 +153,11 @@ func (s *Server) checkSubdomain(ctx context.Context, ss *session, sub string) er
 }
 
 // claimHTTP takes host in the registry for t and builds t's proxy.
-func (s *Server) claimHTTP(ss *session, t *tunnel, host string) error {
+func (s *Server) claimHTTP(ss *session, t *tunnel, host string, pool *protocol.Pool) error {
 	t.key, t.hostname = host, host
 	s.setupProxy(t)
-	old, had := s.reg.Lookup(host)
-	if had && old.Endpoint != nil && old.Endpoint.sess == ss {
-		// The registry lets an owner take a name over from its own stale
-		// session; within one session that would silently drop the
-		// tunnel that holds it.
-		return protocol.Err(protocol.CodeNameTaken, true, "%s is already bound by this client (tunnel %q)", host, old.Endpoint.name)
-	}
-	if _, err := s.reg.Bind(host, ss.owner, t); err != nil {
-		if errors.Is(err, registry.ErrTaken) {
-			return protocol.Err(protocol.CodeNameTaken, true, "%s is in use by another client", host)
-		}
+	if err := s.claim(ss, t, host, pool); err != nil {
 		return err
-	}
-	if had && old.Endpoint != nil && old.Endpoint != t {
-		// The same client reconnected before its old session was found
-		// dead: the new session wins, the old one loses the name.
-		old.Endpoint.sess.dropTunnel(old.Endpoint)
-	}
-	if had {
-		s.stats.reconnects.Add(1)
 	}
 	t.urls = s.publicURLs(host)
 	return nil
@@ -190,7 +181,7 @@ func (s *Server) releaseTunnel(t *tunnel, grace time.Duration) {
 	case protocol.KindTCP:
 		s.tcp.release(t, grace)
 	default:
-		s.reg.Release(t.key, t, grace)
+		s.unclaim(t, grace)
 	}
 	t.close()
 	s.stats.tunnelsOpen.Add(-1)
@@ -262,7 +253,7 @@ func (s *Server) setupProxy(t *tunnel) {
 		Rewrite:        func(pr *httputil.ProxyRequest) { s.rewrite(t, pr) },
 		Transport:      t.transport,
 		ErrorHandler:   func(w http.ResponseWriter, r *http.Request, err error) { s.proxyError(t, w, r, err) },
-		ModifyResponse: func(resp *http.Response) error { addHSTS(t, resp); return modifyResponse(resp) },
+		ModifyResponse: func(resp *http.Response) error { return s.tunnelResponse(t, resp) },
 		BufferPool:     httpfwd.BufferPool{},
 		ErrorLog:       nil,
 	}

@@ -28,7 +28,11 @@ func (s *Server) servePublic(w http.ResponseWriter, r *http.Request) {
 			"Check the address, or start a tunnel for it with porthole.", "tunnel_not_found")
 		return
 	}
-	t := c.Endpoint
+	rt := c.Endpoint
+	var t *tunnel
+	if rt != nil {
+		t = rt.pick(nil)
+	}
 	if t == nil {
 		s.stats.countRequest(http.StatusServiceUnavailable)
 		s.clientAway(w, r, host)
@@ -38,7 +42,17 @@ func (s *Server) servePublic(w http.ResponseWriter, r *http.Request) {
 		s.page(w, r, http.StatusNotFound, "Tunnel not found", fmt.Sprintf("%s is not an HTTP tunnel.", host), "", "tunnel_not_found")
 		return
 	}
+	// Redirect first, so credentials are not sent over plain HTTP.
 	if s.redirectHTTPS(t, w, r) {
+		return
+	}
+	if d := rt.access.check(r); d != nil {
+		// Refused visitors never reach the client.
+		if d.status == http.StatusUnauthorized && len(rt.access.basic) > 0 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="porthole", charset="UTF-8"`)
+		}
+		s.stats.countRequest(d.status)
+		s.page(w, r, d.status, http.StatusText(d.status), d.reason, "", d.code)
 		return
 	}
 	// Limits are checked before anything reaches the client.
@@ -84,6 +98,11 @@ func (s *Server) proxyRequest(t *tunnel, w http.ResponseWriter, r *http.Request)
 	}
 	rec := &httpfwd.Recorder{ResponseWriter: w}
 	t.requests.Add(1)
+	if t.route != nil && t.route.pool {
+		// Keep the visitor's request so a failed attempt can be retried
+		// on another member as it arrived.
+		r = r.WithContext(context.WithValue(r.Context(), originalKey{}, r))
+	}
 	t.proxy.ServeHTTP(rec, r)
 	status := rec.StatusOrOK()
 	s.stats.countRequest(status)
@@ -113,6 +132,7 @@ func (s *Server) rewrite(t *tunnel, pr *httputil.ProxyRequest) {
 	// X-Forwarded-Host and X-Forwarded-Proto. Any such headers the visitor
 	// sent are dropped by Rewrite first, so a visitor cannot spoof them.
 	pr.SetXForwarded()
+	t.headers.applyRequest(pr.Out.Header)
 	proto := "http"
 	if pr.In.TLS != nil {
 		proto = "https"
@@ -127,6 +147,60 @@ func (s *Server) rewrite(t *tunnel, pr *httputil.ProxyRequest) {
 	}
 }
 
+// errMemberRefused replaces a pool member's "local app refused" answer so
+// that the error handler can retry the request on another member.
+var errMemberRefused = errors.New("the local app behind this pool member refused the connection")
+
+type originalKey struct{}
+type retriedKey struct{}
+
+// tunnelResponse applies t's response rules, and takes a pool member whose
+// local app refuses connections out of rotation at once.
+func (s *Server) tunnelResponse(t *tunnel, resp *http.Response) error {
+	if t.route != nil && t.route.pool && resp.StatusCode == http.StatusBadGateway &&
+		resp.Header.Get("X-Porthole-Error") == "local_app_error" {
+		t.markDown()
+		resp.Body.Close()
+		return errMemberRefused
+	}
+	t.headers.applyResponse(resp.Header)
+	addHSTS(t, resp)
+	return modifyResponse(resp)
+}
+
+// retryOnPool sends a failed idempotent request once more, to another
+// member of t's pool. It reports whether it did.
+func (s *Server) retryOnPool(t *tunnel, w http.ResponseWriter, r *http.Request) bool {
+	if t.route == nil || !t.route.pool || r.Context().Value(retriedKey{}) != nil {
+		return false
+	}
+	orig, _ := r.Context().Value(originalKey{}).(*http.Request)
+	if orig == nil || !replayable(orig) {
+		return false
+	}
+	other := t.route.pick(t)
+	if other == nil || other == t {
+		return false
+	}
+	s.log.Info("retrying on another pool member", "host", t.hostname, "method", orig.Method, "path", orig.URL.Path,
+		"request_id", orig.Header.Get("X-Request-Id"))
+	retry := orig.WithContext(context.WithValue(orig.Context(), retriedKey{}, true))
+	other.requests.Add(1)
+	other.proxy.ServeHTTP(w, retry)
+	return true
+}
+
+// replayable reports whether a request may be sent twice: an idempotent
+// method (RFC 9110 section 9.2.2) with no body to resend.
+func replayable(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+	default:
+		return false
+	}
+	return r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
+}
+
 func modifyResponse(resp *http.Response) error {
 	if resp.Header.Get("X-Request-Id") == "" && resp.Request != nil {
 		resp.Header.Set("X-Request-Id", resp.Request.Header.Get("X-Request-Id"))
@@ -138,7 +212,19 @@ func modifyResponse(resp *http.Response) error {
 func (s *Server) proxyError(t *tunnel, w http.ResponseWriter, r *http.Request, err error) {
 	var away *clientAwayError
 	var full *streamLimitError
+	if t.route != nil && t.route.pool && !errors.Is(r.Context().Err(), context.Canceled) {
+		if !errors.Is(err, errMemberRefused) {
+			t.markDown()
+		}
+		if s.retryOnPool(t, w, r) {
+			return
+		}
+	}
 	switch {
+	case errors.Is(err, errMemberRefused):
+		s.page(w, r, http.StatusBadGateway, "Bad gateway",
+			fmt.Sprintf("The app behind a member of the pool serving %s refused the connection.", t.hostname),
+			"No other member could take this request.", "local_app_error")
 	case errors.As(err, &full):
 		w.Header().Set("Retry-After", "1")
 		s.page(w, r, http.StatusServiceUnavailable, "Tunnel busy", fmt.Sprintf("%s: %v.", t.hostname, full), "Try again shortly.", string(limits.SessionStreams))

@@ -53,7 +53,8 @@ type Server struct {
 
 	strategy names.Strategy
 	reserved names.ReservedSet
-	reg      *registry.Memory[*tunnel]
+	reg      *registry.Memory[*route]
+	claimMu  sync.Mutex // serializes claims, so pools form without races
 	mux      transport.Options
 
 	mu       sync.Mutex
@@ -112,7 +113,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		now:      deps.Now,
 		strategy: strategy,
 		reserved: names.NewReservedSet(reserved),
-		reg:      registry.NewMemory[*tunnel](deps.Now),
+		reg:      registry.NewMemory[*route](deps.Now),
 		sessions: make(map[string]*session),
 		users:    make(map[string]*userState),
 		hits:     limits.NewHits(deps.Logger, 10*time.Second, deps.Now),

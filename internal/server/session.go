@@ -164,6 +164,13 @@ func (ss *session) run() {
 			ss.handleBind(m)
 		case *protocol.Unbind:
 			ss.handleUnbind(m)
+		case *protocol.Health:
+			ss.mu.Lock()
+			t := ss.tunnels[m.TunnelID]
+			ss.mu.Unlock()
+			if t != nil && t.unhealthy.Swap(!m.Healthy) == m.Healthy {
+				ss.log.Info("tunnel health changed", "tunnel", t.key, "healthy", m.Healthy, "reason", m.Reason)
+			}
 		case *protocol.Ping:
 			ss.w.Write(&protocol.Pong{Seq: m.Seq, UnixNano: m.UnixNano})
 		case *protocol.Pong:

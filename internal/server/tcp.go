@@ -7,12 +7,12 @@ import (
 	"math/rand/v2"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/porthole/porthole/internal/limits"
 	"github.com/porthole/porthole/internal/protocol"
-	"github.com/porthole/porthole/internal/registry"
 	"github.com/porthole/porthole/internal/transport"
 )
 
@@ -41,7 +41,7 @@ func (p *tcpPorts) bind(ctx context.Context, ss *session, b *protocol.Bind, t *t
 		if err := p.s.deps.Policy.CheckPort(ctx, ss.ident, b.RemotePort); err != nil {
 			return err
 		}
-		err := p.claim(ss, t, b.RemotePort)
+		err := p.claim(ss, t, b.RemotePort, b.Pool)
 		if err == nil || !b.Random {
 			return err
 		}
@@ -60,7 +60,7 @@ func (p *tcpPorts) bind(ctx context.Context, ss *session, b *protocol.Bind, t *t
 			}
 			return err
 		}
-		if err := p.claim(ss, t, port); err == nil {
+		if err := p.claim(ss, t, port, b.Pool); err == nil {
 			t.random = true
 			return nil
 		}
@@ -71,28 +71,22 @@ func (p *tcpPorts) bind(ctx context.Context, ss *session, b *protocol.Bind, t *t
 // claim takes port for t: the registry claim first (so two clients cannot
 // race), then the listener, which may already exist while the port was held
 // for this owner during a grace period.
-func (p *tcpPorts) claim(ss *session, t *tunnel, port int) error {
+func (p *tcpPorts) claim(ss *session, t *tunnel, port int, pool *protocol.Pool) error {
 	key := tcpKey(port)
-	if old, ok := p.s.reg.Lookup(key); ok && old.Endpoint != nil && old.Endpoint.sess == ss {
-		return protocol.Err(protocol.CodePortUnavailable, true, "port %d is already bound by this client (tunnel %q)", port, old.Endpoint.name)
-	}
-	if _, err := p.s.reg.Bind(key, ss.owner, t); err != nil {
-		if errors.Is(err, registry.ErrTaken) {
-			return protocol.Err(protocol.CodePortUnavailable, true, "port %d is in use by another client", port)
-		}
+	if err := p.s.claim(ss, t, key, pool); err != nil {
 		return err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		p.s.reg.Release(key, t, 0)
+		p.s.unclaim(t, 0)
 		return protocol.Err(protocol.CodeShuttingDown, false, "server is shutting down")
 	}
 	if _, ok := p.listeners[port]; !ok {
 		host, _, _ := net.SplitHostPort(p.s.cfg.HTTPAddr)
 		ln, err := listen(net.JoinHostPort(host, strconv.Itoa(port)), p.s.cfg.HTTP.KeepAlive.D())
 		if err != nil {
-			p.s.reg.Release(key, t, 0)
+			p.s.unclaim(t, 0)
 			return protocol.Err(protocol.CodePortUnavailable, true, "port %d is not available on the server: %v", port, errors.Unwrap(err))
 		}
 		p.listeners[port] = ln
@@ -116,8 +110,16 @@ func (p *tcpPorts) accept(port int, ln net.Listener) {
 			c.Close()
 			continue
 		}
-		t := claim.Endpoint
 		ip := remoteIP(c.RemoteAddr().String())
+		if claim.Endpoint.access.denies(ip) {
+			c.Close()
+			continue
+		}
+		t := claim.Endpoint.pick(nil)
+		if t == nil {
+			c.Close()
+			continue
+		}
 		if !p.s.visitors.Acquire(ip) {
 			p.s.hits.Hit(limits.VisitorConnections, "remote", ip.String(), "port", port)
 			c.Close()
@@ -143,6 +145,14 @@ func (p *tcpPorts) accept(port int, ln net.Listener) {
 func (p *tcpPorts) forward(t *tunnel, c net.Conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	st, err := t.openStream(ctx, c.RemoteAddr().String(), c.LocalAddr().String())
+	if err != nil && t.route.pool {
+		// A pool member that cannot take the connection: try another.
+		t.markDown()
+		if other := t.route.pick(t); other != nil {
+			t = other
+			st, err = t.openStream(ctx, c.RemoteAddr().String(), c.LocalAddr().String())
+		}
+	}
 	cancel()
 	if err != nil {
 		c.Close()
@@ -157,7 +167,7 @@ func (p *tcpPorts) forward(t *tunnel, c net.Conn) {
 
 // release frees t's port, or holds it (listener included) for grace.
 func (p *tcpPorts) release(t *tunnel, grace time.Duration) {
-	p.s.reg.Release(t.key, t, grace)
+	p.s.unclaim(t, grace)
 	if grace <= 0 {
 		p.closeIfFree(t.port)
 		return
@@ -186,3 +196,15 @@ func (p *tcpPorts) closeAll() {
 		delete(p.listeners, port)
 	}
 }
+
+// tcpPort parses a registry key made by tcpKey.
+func tcpPort(key string) (int, bool) {
+	rest, ok := strings.CutPrefix(key, "tcp/")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(rest)
+	return n, err == nil
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

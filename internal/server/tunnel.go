@@ -13,7 +13,8 @@ import (
 	"github.com/porthole/porthole/internal/protocol"
 )
 
-// tunnel is one bound name of one session: the registry's endpoint.
+// tunnel is one bound name of one session, a member of the route the
+// registry maps the name to.
 type tunnel struct {
 	id       string
 	kind     string
@@ -28,6 +29,14 @@ type tunnel struct {
 	httpsRedirect bool
 	hstsMaxAge    int64
 	since         time.Time
+	route         *route
+	access        *access      // visitor access control (nil: open)
+	headers       *headerRules // header add/remove rules (nil: none)
+
+	// Pool members leave the rotation while unhealthy (client health
+	// check) or until downUntil (unix nanos) after a failure.
+	unhealthy atomic.Bool
+	downUntil atomic.Int64
 
 	// HTTP tunnels only: the reverse proxy whose transport opens streams
 	// on sess. The transport's idle pool is what reuses streams (and so

@@ -1,0 +1,75 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/porthole/porthole/internal/protocol"
+)
+
+// defaultHealthInterval applies when a health path is set without an interval.
+const defaultHealthInterval = 10 * time.Second
+
+// healthLoop checks t's local app at its health path every interval and
+// tells the server when the answer changes, until done is closed. The
+// server starts each session assuming the app is healthy.
+func (t *tunnel) healthLoop(w *protocol.Writer, done <-chan struct{}) {
+	every := t.cfg.HealthInterval.D()
+	if every <= 0 {
+		every = defaultHealthInterval
+	}
+	url := fmt.Sprintf("%s://%s%s", t.target.Scheme, t.target.Host, t.cfg.HealthPath)
+	hc := &http.Client{Transport: t.http.tr, Timeout: min(every, 5*time.Second),
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	reported := true
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		healthy, reason := check(hc, url)
+		t.unhealthy.Store(!healthy)
+		if id := t.currentID(); id != "" && healthy != reported {
+			if w.Write(&protocol.Health{TunnelID: id, Healthy: healthy, Reason: reason}) != nil {
+				return
+			}
+			reported = healthy
+			if healthy {
+				t.log.Info("local app healthy again", "check", url)
+			} else {
+				t.log.Warn("local app unhealthy: the server sends no visitors here until it recovers", "check", url, "reason", reason)
+			}
+		}
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// check requests url; 2xx and 3xx answers are healthy.
+func check(hc *http.Client, url string) (bool, string) {
+	ctx, cancel := context.WithTimeout(context.Background(), hc.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return false, err.Error()
+	}
+	req.Header.Set("User-Agent", "porthole-health-check")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return false, err.Error()
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 400 {
+		return false, resp.Status
+	}
+	return true, ""
+}
+
+func (t *tunnel) currentID() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.serverID
+}

@@ -1,0 +1,220 @@
+package server
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/porthole/porthole/internal/protocol"
+	"github.com/porthole/porthole/internal/registry"
+)
+
+// route is what the registry maps a name to: the tunnels serving it. A
+// plain tunnel is a route of one; a pool is a route whose members are
+// tunnels of one user's clients that bound the name with a pool, and
+// visitors are spread across them.
+type route struct {
+	key      string
+	pool     bool
+	strategy string
+	access   *access // shared by all members
+
+	mu      sync.Mutex // serializes membership changes
+	members atomic.Pointer[[]*tunnel]
+	next    atomic.Uint64
+}
+
+func newRoute(key string, pool *protocol.Pool, acc *access) *route {
+	r := &route{key: key, access: acc}
+	if pool != nil {
+		r.pool = true
+		r.strategy = pool.Strategy
+	}
+	r.members.Store(&[]*tunnel{})
+	return r
+}
+
+func (r *route) list() []*tunnel { return *r.members.Load() }
+
+func (r *route) add(t *tunnel) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.list()
+	ms := make([]*tunnel, len(old), len(old)+1)
+	copy(ms, old)
+	ms = append(ms, t)
+	r.members.Store(&ms)
+	t.route = r
+}
+
+// remove drops t and returns how many members are left.
+func (r *route) remove(t *tunnel) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.list()
+	ms := make([]*tunnel, 0, len(old))
+	for _, m := range old {
+		if m != t {
+			ms = append(ms, m)
+		}
+	}
+	r.members.Store(&ms)
+	return len(ms)
+}
+
+// memberDownFor is how long a pool member whose local app refused a
+// connection, or whose session could not open a stream, gets no visitors
+// before it is tried again.
+const memberDownFor = 5 * time.Second
+
+// pick chooses the member for the next visitor, never skip. Members that
+// are unhealthy or recently failed are passed over while any other is
+// usable; with none usable it still returns one (other than skip), so the
+// visitor sees that member's own error rather than a generic one.
+func (r *route) pick(skip *tunnel) *tunnel {
+	ms := r.list()
+	if len(ms) == 1 && skip == nil {
+		return ms[0]
+	}
+	now := time.Now().UnixNano()
+	var best, fallback *tunnel
+	usable := 0
+	for _, m := range ms {
+		if m == skip {
+			continue
+		}
+		fallback = m
+		if !m.usable(now) {
+			continue
+		}
+		usable++
+		if best == nil || m.openStreams.Load() < best.openStreams.Load() {
+			best = m
+		}
+	}
+	if usable == 0 {
+		return fallback
+	}
+	if r.strategy == protocol.PoolLeastStreams {
+		return best
+	}
+	// Round robin over the usable members only, so a member's share is
+	// spread evenly over the others while it is out.
+	k := int(r.next.Add(1) % uint64(usable))
+	for _, m := range ms {
+		if m == skip || !m.usable(now) {
+			continue
+		}
+		if k == 0 {
+			return m
+		}
+		k--
+	}
+	return best
+}
+
+// usable reports whether t should get visitors now.
+func (t *tunnel) usable(now int64) bool {
+	return !t.unhealthy.Load() && now >= t.downUntil.Load()
+}
+
+// markDown takes t out of its pool's rotation for a while.
+func (t *tunnel) markDown() {
+	if t.route != nil && t.route.pool {
+		t.downUntil.Store(time.Now().Add(memberDownFor).UnixNano())
+	}
+}
+
+// claim binds key to t: alone, or joining (or starting) the user's pool.
+func (s *Server) claim(ss *session, t *tunnel, key string, pool *protocol.Pool) error {
+	s.claimMu.Lock()
+	defer s.claimMu.Unlock()
+	old, had := s.reg.Lookup(key)
+	var oldRoute *route
+	if had {
+		oldRoute = old.Endpoint
+	}
+	if pool != nil {
+		if pool.Strategy != "" && pool.Strategy != protocol.PoolRoundRobin && pool.Strategy != protocol.PoolLeastStreams {
+			return badOption("pool strategy %q: want %s or %s", pool.Strategy, protocol.PoolRoundRobin, protocol.PoolLeastStreams)
+		}
+		owner := registry.Owner{User: ss.ident.User, Client: "pool"}
+		if oldRoute != nil && oldRoute.pool && old.Owner == owner {
+			if !oldRoute.access.sameAs(t.access) {
+				return badOption("%s: pool members must use the same access rules", key)
+			}
+			oldRoute.add(t)
+			return nil
+		}
+		if oldRoute != nil && !oldRoute.pool {
+			return protocol.Err(protocol.CodeNameTaken, true, "%s is bound by a client without --pool", displayKey(key))
+		}
+		r := newRoute(key, pool, t.access)
+		r.add(t)
+		if _, err := s.reg.Bind(key, owner, r); err != nil {
+			return takenErr(key, err, "another user's pool")
+		}
+		return nil
+	}
+	if oldRoute != nil && oldRoute.pool {
+		return protocol.Err(protocol.CodeNameTaken, true, "%s is served by a pool; bind it with --pool", displayKey(key))
+	}
+	var prev *tunnel
+	if oldRoute != nil {
+		if ms := oldRoute.list(); len(ms) > 0 {
+			prev = ms[0]
+		}
+	}
+	if prev != nil && prev.sess == ss {
+		// The registry lets an owner take a name over from its own stale
+		// session; within one session that would silently drop the
+		// tunnel that holds it.
+		return protocol.Err(protocol.CodeNameTaken, true, "%s is already bound by this client (tunnel %q)", displayKey(key), prev.name)
+	}
+	r := newRoute(key, nil, t.access)
+	r.add(t)
+	if _, err := s.reg.Bind(key, ss.owner, r); err != nil {
+		return takenErr(key, err, "another client")
+	}
+	if prev != nil {
+		// The same client reconnected before its old session was found
+		// dead: the new session wins, the old one loses the name.
+		prev.sess.dropTunnel(prev)
+	}
+	if had {
+		s.stats.reconnects.Add(1)
+	}
+	return nil
+}
+
+// unclaim takes t out of its route; the last member out releases the
+// name, or holds it for grace.
+func (s *Server) unclaim(t *tunnel, grace time.Duration) {
+	r := t.route
+	if r == nil {
+		return
+	}
+	s.claimMu.Lock()
+	defer s.claimMu.Unlock()
+	if r.remove(t) == 0 {
+		s.reg.Release(r.key, r, grace)
+	}
+}
+
+func takenErr(key string, err error, by string) error {
+	if errors.Is(err, registry.ErrTaken) {
+		if port, ok := tcpPort(key); ok {
+			return protocol.Err(protocol.CodePortUnavailable, true, "port %d is in use by %s", port, by)
+		}
+		return protocol.Err(protocol.CodeNameTaken, true, "%s is in use by %s", key, by)
+	}
+	return err
+}
+
+func displayKey(key string) string {
+	if port, ok := tcpPort(key); ok {
+		return "port " + itoa(port)
+	}
+	return key
+}
