@@ -66,6 +66,9 @@ func constPins() map[string]pin {
 		"RefusalContentType":  {"Constants", "RefusalContentType", RefusalContentType},
 		"KindHTTP":            {"Constants", "KindHTTP", KindHTTP},
 		"KindTCP":             {"Constants", "KindTCP", KindTCP},
+		"MaxAccessRules":      {"Constants", "MaxAccessRules", strconv.Itoa(MaxAccessRules)},
+		"PoolRoundRobin":      {"Constants", "PoolRoundRobin", PoolRoundRobin},
+		"PoolLeastStreams":    {"Constants", "PoolLeastStreams", PoolLeastStreams},
 
 		"TypeHello":   {"Message types", hex(TypeHello), "hello"},
 		"TypeWelcome": {"Message types", hex(TypeWelcome), "welcome"},
@@ -76,6 +79,7 @@ func constPins() map[string]pin {
 		"TypePing":    {"Message types", hex(TypePing), "ping"},
 		"TypePong":    {"Message types", hex(TypePong), "pong"},
 		"TypeNotice":  {"Message types", hex(TypeNotice), "notice"},
+		"TypeHealth":  {"Message types", hex(TypeHealth), "health"},
 
 		// The second column is whether the server sends the code as final.
 		"CodeUnsupportedVersion": {"Error codes", string(CodeUnsupportedVersion), "final"},
