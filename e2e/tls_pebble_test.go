@@ -75,8 +75,9 @@ type tlsPebbleCA struct {
 
 // tlsStartPebble runs Pebble on loopback ports. It validates HTTP-01 on
 // httpPort and TLS-ALPN-01 on tlsPort of 127.0.0.1 (where dnsAddr resolves
-// every name), and looks DNS-01 records up at dnsAddr.
-func tlsStartPebble(t *testing.T, dnsAddr string, httpPort, tlsPort int) *tlsPebbleCA {
+// every name), and looks DNS-01 records up at dnsAddr. Its certificates
+// are valid for validity (Pebble's default, 90 days, when zero).
+func tlsStartPebble(t *testing.T, dnsAddr string, httpPort, tlsPort int, validity time.Duration) *tlsPebbleCA {
 	t.Helper()
 	bin := tlsPebbleBinary(t)
 	dir := t.TempDir()
@@ -96,6 +97,11 @@ func tlsStartPebble(t *testing.T, dnsAddr string, httpPort, tlsPort int) *tlsPeb
 		"retryAfter":                     map[string]int{"authz": 1, "order": 1},
 		"keyAlgorithm":                   "ecdsa",
 	}}
+	if validity > 0 {
+		conf["pebble"].(map[string]any)["profiles"] = map[string]any{
+			"default": map[string]any{"description": "short-lived, for renewal tests", "validityPeriod": int(validity.Seconds())},
+		}
+	}
 	b, _ := json.Marshal(conf)
 	cfgFile := tlsWriteFile(t, filepath.Join(dir, "pebble.json"), b)
 	cmd := exec.Command(bin, "-config", cfgFile, "-dnsserver", dnsAddr)

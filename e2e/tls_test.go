@@ -22,6 +22,7 @@ import (
 	"github.com/porthole/porthole/internal/auth"
 	"github.com/porthole/porthole/internal/certs"
 	"github.com/porthole/porthole/internal/client"
+	"github.com/porthole/porthole/internal/config"
 	"github.com/porthole/porthole/internal/protocol"
 	"github.com/porthole/porthole/internal/server"
 )
@@ -249,7 +250,7 @@ func TestTLSACME(t *testing.T) {
 	}
 	dnsSrv := startTLSDNS(t, "acme.test", "custom.test")
 	httpPort, httpsPort := tlsFreePort(t), tlsFreePort(t)
-	ca := tlsStartPebble(t, dnsSrv.Addr, httpPort, httpsPort)
+	ca := tlsStartPebble(t, dnsSrv.Addr, httpPort, httpsPort, 0)
 	roots := tlsCertPool(ca.Root)
 
 	domains := &tlsVerifiedDomains{names: map[string]bool{"app.custom.test": true, "http.custom.test": true}}
@@ -412,6 +413,51 @@ func TestTLSACME(t *testing.T) {
 	}
 }
 
+// TestTLSACMERenewal: with certificates that live 30 seconds, the
+// wildcard is renewed in the background while the server runs, the next
+// handshake gets the new certificate, and the renewal shows in the stats
+// and the log.
+func TestTLSACMERenewal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs Pebble")
+	}
+	dnsSrv := startTLSDNS(t, "acme.test")
+	httpPort, httpsPort := tlsFreePort(t), tlsFreePort(t)
+	ca := tlsStartPebble(t, dnsSrv.Addr, httpPort, httpsPort, 30*time.Second)
+	_, ts, cfg := tlsStartACMEServer(t, ca, httpPort, httpsPort, certs.ACMEConfig{
+		Wildcard:           true,
+		RenewalWindowRatio: 0.7, // renew 9 s after issuance
+		RenewCheckInterval: config.Duration(time.Second),
+		DNS: certs.DNSConfig{
+			Provider:             "rfc2136",
+			SkipPropagationCheck: true,
+			Resolvers:            []string{dnsSrv.Addr},
+			RFC2136:              certs.RFC2136Config{Server: dnsSrv.Addr, KeyName: dnsSrv.KeyName, Key: dnsSrv.Secret},
+		},
+	}, nil)
+	roots := tlsCertPool(ca.Root)
+	tlsWaitFor(t, "the wildcard certificate", 60*time.Second, func() bool { return ts.Certs.Stats().ACME.New.Obtained >= 2 })
+	first := tlsHandshakeCertVerified(t, cfg.HTTPSAddr, "a.acme.test", roots)
+	tlsWaitFor(t, "a renewal", 60*time.Second, func() bool { return ts.Certs.Stats().ACME.Renewal.Obtained >= 1 })
+	tlsWaitFor(t, "the renewed certificate in use", 10*time.Second, func() bool {
+		return tlsHandshakeCertVerified(t, cfg.HTTPSAddr, "a.acme.test", roots).SerialNumber.Cmp(first.SerialNumber) != 0
+	})
+	st := ts.Certs.Stats()
+	var expiry time.Time
+	for _, c := range st.Certificates {
+		if c.Name == "*.acme.test" {
+			expiry = c.NotAfter
+		}
+	}
+	if !expiry.After(first.NotAfter) {
+		t.Errorf("stats show the wildcard expiring at %v, not after the first certificate's %v", expiry, first.NotAfter)
+	}
+	t.Logf("ACME operations: %+v", st.ACME)
+	if st.ACME.Renewal.Attempts < 1 || st.ACME.Renewal.Failed != 0 {
+		t.Errorf("renewal counts %+v", st.ACME.Renewal)
+	}
+}
+
 // tlsStartACMEServer starts an in-process server for acme.test whose ACME
 // certificates come from ca, with the test's verified domains.
 func tlsStartACMEServer(t *testing.T, ca *tlsPebbleCA, httpPort, httpsPort int, acme certs.ACMEConfig, domains *tlsVerifiedDomains) (*server.Server, *server.TLSSetup, server.Config) {
@@ -438,7 +484,13 @@ func tlsStartACMEServer(t *testing.T, ca *tlsPebbleCA, httpPort, httpsPort int, 
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	ts, err := server.LoadTLS(ctx, &cfg, server.TLSDeps{Logger: log, Domains: domains})
+	tdeps := server.TLSDeps{Logger: log}
+	if domains != nil {
+		tdeps.Domains = domains
+	} else {
+		domains = &tlsVerifiedDomains{}
+	}
+	ts, err := server.LoadTLS(ctx, &cfg, tdeps)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -73,16 +73,18 @@ func newACME(cfg *ACMEConfig, o *Options, st *counters) (*acmeCerts, error) {
 	}
 	storage := &certmagic.FileStorage{Path: filepath.Join(o.DataDir, "certificates")}
 	a.cache = certmagic.NewCache(certmagic.CacheOptions{
-		GetConfigForCert: func(c certmagic.Certificate) (*certmagic.Config, error) { return a.configFor(c.Names), nil },
-		Logger:           zl,
+		GetConfigForCert:   func(c certmagic.Certificate) (*certmagic.Config, error) { return a.configFor(c.Names), nil },
+		RenewCheckInterval: cfg.RenewCheckInterval.D(),
+		Logger:             zl,
 	})
 	newConfig := func(onDemand *certmagic.OnDemandConfig) *certmagic.Config {
 		return certmagic.New(a.cache, certmagic.Config{
-			Storage:           storage,
-			Logger:            zl,
-			OnEvent:           a.onEvent,
-			OnDemand:          onDemand,
-			DefaultServerName: o.Domain,
+			Storage:            storage,
+			Logger:             zl,
+			OnEvent:            a.onEvent,
+			OnDemand:           onDemand,
+			DefaultServerName:  o.Domain,
+			RenewalWindowRatio: cfg.RenewalWindowRatio,
 			// Let's Encrypt ended OCSP; a staple fetch would only be an
 			// outbound request per certificate for nothing.
 			OCSP: certmagic.OCSPConfig{DisableStapling: true},

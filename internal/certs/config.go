@@ -45,6 +45,13 @@ type ACMEConfig struct {
 	Challenges []string `toml:"challenges"`
 	// DNS configures DNS-01 for the wildcard certificate.
 	DNS DNSConfig `toml:"dns"`
+	// RenewalWindowRatio is the part of a certificate's lifetime, at its
+	// end, in which it is renewed; zero means a third. Raise it for
+	// short-lived certificates.
+	RenewalWindowRatio float64 `toml:"renewal_window_ratio"`
+	// RenewCheckInterval is how often certificates are checked for
+	// renewal; zero means every 10 minutes.
+	RenewCheckInterval config.Duration `toml:"renew_check_interval"`
 }
 
 // DNSConfig is the [tls.acme.dns] table.
@@ -132,6 +139,12 @@ func (c *Config) Validate() error {
 		if err != nil || u.Scheme != "https" || u.Host == "" {
 			bad("tls.acme.ca: %q is not an https:// ACME directory URL", a.CA)
 		}
+	}
+	if a.RenewalWindowRatio < 0 || a.RenewalWindowRatio >= 1 {
+		bad("tls.acme.renewal_window_ratio: %g: want a fraction between 0 and 1", a.RenewalWindowRatio)
+	}
+	if a.RenewCheckInterval < 0 {
+		bad("tls.acme.renew_check_interval may not be negative")
 	}
 	for _, ch := range a.Challenges {
 		if ch != ChallengeHTTP01 && ch != ChallengeTLSALPN01 {

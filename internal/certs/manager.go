@@ -70,6 +70,10 @@ func New(o Options) (*Manager, error) {
 			return nil, err
 		}
 		m.acme = a
+		if m.files == nil && !o.Config.ACME.Wildcard {
+			m.log.Warn("no certificate for the server's own domain: handshakes for "+o.Domain+" and its subdomains (tunnels, the tunnel listener) will fail; set tls_cert/tls_key or tls.acme.wildcard",
+				"domain", o.Domain)
+		}
 		if o.Config.ACME.OnDemand && o.Checker == nil {
 			m.log.Warn("tls.acme.on_demand is on, but nothing can vouch for custom domains yet: every on-demand certificate will be refused")
 		}
