@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -255,5 +256,95 @@ func TestFinalErrorStopsClient(t *testing.T) {
 		if e.Kind == client.EventRetrying {
 			t.Fatal("the client scheduled a retry after a final error")
 		}
+	}
+}
+
+// TestManyTunnelsOneClient: binds are pipelined; every tunnel gets its own
+// URL and answers.
+func TestManyTunnelsOneClient(t *testing.T) {
+	srv := tunneltest.StartServer(t)
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Host)
+	}))
+	defer app.Close()
+	var specs []client.Spec
+	for i := range 30 {
+		specs = append(specs, tunneltest.HTTP("t"+strconv.Itoa(i), app.URL))
+	}
+	c := tunneltest.StartClient(t, tunneltest.ClientConfig(srv.TunnelURL()), specs...)
+	seen := map[string]bool{}
+	for _, s := range specs {
+		url := c.WaitURL(t, s.Name)
+		if seen[url] {
+			t.Fatalf("URL %s given twice", url)
+		}
+		seen[url] = true
+		waitOK(t, srv, url, strings.TrimPrefix(url, "http://"))
+	}
+}
+
+// TestTCPPortHeldDuringGrace: a TCP tunnel's public port stays reserved for
+// its client while it reconnects (connections to it are closed meanwhile),
+// and the client gets the same port back.
+func TestTCPPortHeldDuringGrace(t *testing.T) {
+	echo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echo.Close()
+	go func() {
+		for {
+			c, err := echo.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	probe, _ := net.Listen("tcp", "127.0.0.1:0")
+	_, port, _ := net.SplitHostPort(probe.Addr().String())
+	probe.Close()
+	srv := tunneltest.StartServer(t, func(c *server.Config) { c.TCPPorts = port + "-" + port })
+	proxy := tunneltest.NewProxy(t, srv.TunnelAddr().String())
+	c := tunneltest.StartClient(t, tunneltest.ClientConfig(tunneltest.WSURL(proxy.Addr())),
+		client.Spec{Name: "db", Config: client.TunnelConfig{Proto: "tcp", Addr: echo.Addr().String()}})
+	url := c.WaitURL(t, "db")
+	roundTrip := func() error {
+		conn, err := net.Dial("tcp", "127.0.0.1:"+port)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := conn.Write([]byte("x")); err != nil {
+			return err
+		}
+		b := make([]byte, 1)
+		_, err = io.ReadFull(conn, b)
+		return err
+	}
+	if err := roundTrip(); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Refuse(true)
+	proxy.Cut()
+	c.WaitEvent(t, 0, 10*time.Second, func(e client.Event) bool { return e.Kind == client.EventDisconnected })
+	time.Sleep(200 * time.Millisecond) // the server sees the cut too
+	if err := roundTrip(); err == nil {
+		t.Fatal("a connection to a held port was forwarded while its client was away")
+	}
+	proxy.Refuse(false)
+	deadline := time.Now().Add(20 * time.Second)
+	for roundTrip() != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the TCP tunnel did not come back on its port")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := c.Status().Tunnels[0].URL; got != url {
+		t.Fatalf("URL after reconnect %s, want %s", got, url)
 	}
 }
