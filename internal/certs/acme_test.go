@@ -131,3 +131,38 @@ func TestOnDemandWithoutChecker(t *testing.T) {
 		t.Errorf("NextProtos %v without an HTTPS listener", m.TLSConfig().NextProtos)
 	}
 }
+
+// TestFilesWithOnDemand: the file certificate serves the server's own
+// names (and clients that send no name); other names go to the on-demand
+// gate.
+func TestFilesWithOnDemand(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := testPair(t, dir, 7, "*.tunnel.example.test", "tunnel.example.test")
+	domains := &fakeDomains{}
+	m, err := New(Options{
+		Domain: "tunnel.example.test", CertFile: certFile, KeyFile: keyFile,
+		DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:1", HTTPSAddr: "127.0.0.1:2",
+		Config:  Config{ACME: ACMEConfig{OnDemand: true, CA: "https://127.0.0.1:1/directory"}},
+		Checker: domains,
+		Logger:  slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	for _, sni := range []string{"", "tunnel.example.test", "a.tunnel.example.test"} {
+		if got := serial(t, m, sni); got != 7 {
+			t.Errorf("SNI %q: serial %d, want the file certificate", sni, got)
+		}
+	}
+	if err := handshake(t, m.TLSConfig(), "shop.customer.test"); err == nil {
+		t.Error("unverified custom domain got a certificate")
+	}
+	if st := m.Stats(); st.ACME.New.Attempts != 0 || st.OnDemandRefused != 1 {
+		t.Errorf("stats %+v", st)
+	}
+	// TLS-ALPN-01 stays possible next to the file certificate.
+	if protos := m.TLSConfig().NextProtos; len(protos) != 1 || protos[0] != "acme-tls/1" {
+		t.Errorf("NextProtos %v, want acme-tls/1", protos)
+	}
+}
