@@ -55,7 +55,7 @@ type acmeCerts struct {
 
 func newACME(cfg *ACMEConfig, o *Options, st *counters) (*acmeCerts, error) {
 	a := &acmeCerts{domain: o.Domain, log: o.Logger, stats: st, checker: o.Checker, names: map[string]bool{}}
-	zl := zapToSlog(o.Logger.With("component", "acme"))
+	zl := zapToSlog(o.Logger)
 	var roots *x509.CertPool
 	if cfg.CARoot != "" {
 		pem, err := os.ReadFile(cfg.CARoot)
