@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"log/slog"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -165,5 +166,29 @@ func waitUntil(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 5s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestTLSConfigRefusesTLS11(t *testing.T) {
+	certFile, keyFile := testPair(t, t.TempDir(), 1, "example.test")
+	m, err := New(Options{Domain: "example.test", CertFile: certFile, KeyFile: keyFile, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []struct {
+		max uint16
+		ok  bool
+	}{{tls.VersionTLS11, false}, {tls.VersionTLS12, true}, {tls.VersionTLS13, true}} {
+		a, b := net.Pipe()
+		go func() {
+			c := tls.Client(b, &tls.Config{ServerName: "example.test", InsecureSkipVerify: true, MinVersion: tls.VersionTLS10, MaxVersion: v.max}) //nolint:gosec // testing the server's floor
+			c.Handshake()
+			c.Close()
+		}()
+		err := tls.Server(a, m.TLSConfig()).Handshake()
+		a.Close()
+		if (err == nil) != v.ok {
+			t.Errorf("client up to %x: handshake error %v, want ok=%v", v.max, err, v.ok)
+		}
 	}
 }
