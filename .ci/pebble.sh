@@ -10,11 +10,16 @@ set -euo pipefail
 PEBBLE_VERSION="${PEBBLE_VERSION:-v2.10.1}"
 bin="$(go env GOPATH | cut -d: -f1)/bin"
 
-# `go version -m` reads the module version the binary was built from.
-if ! go version -m "$bin/pebble" 2>/dev/null | grep -q "pebble/v2[[:space:]]*$PEBBLE_VERSION"; then
+# The module version the binary was built from (`go version -m`); awk reads
+# all of its input, so no early exit breaks the pipe under pipefail.
+installed() {
+  go version -m "$bin/pebble" 2>/dev/null | awk '$1 == "mod" && $2 ~ /pebble\/v2$/ { print $3 }'
+}
+
+if [ "$(installed)" != "$PEBBLE_VERSION" ]; then
   echo "installing pebble $PEBBLE_VERSION" >&2
   # Outside the module: Pebble's dependencies must not touch go.mod.
   (cd / && GOFLAGS=-mod=mod go install "github.com/letsencrypt/pebble/v2/cmd/pebble@$PEBBLE_VERSION") >&2
 fi
-go version -m "$bin/pebble" | grep -m1 "^[[:space:]]*mod[[:space:]].*pebble/v2" >&2
+echo "pebble $(installed) at $bin/pebble" >&2
 echo "export PEBBLE=$bin/pebble"
