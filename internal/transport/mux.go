@@ -27,6 +27,10 @@ type Options struct {
 	WriteTimeout time.Duration
 	// Logger receives the multiplexer's own messages at debug level.
 	Logger *slog.Logger
+	// AllowCompression lets Accept agree when a client asks for a
+	// compressed session (compress.go). Dial asks with DialOptions.Compress
+	// and ignores this field.
+	AllowCompression bool
 }
 
 // DefaultStreamWindow is chosen by measurement (docs/benchmarks.md): enough

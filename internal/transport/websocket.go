@@ -19,7 +19,7 @@ import (
 // already authorized, and returns the server side of a session.
 func Accept(w http.ResponseWriter, r *http.Request, o Options) (*Session, error) {
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
-		Subprotocols: []string{protocol.Subprotocol},
+		Subprotocols: acceptSubprotocols(o.AllowCompression),
 		// Tunnel clients are programs, not browsers: there is no Origin
 		// to check, and credentials are not ambient cookies.
 		InsecureSkipVerify: true,
@@ -28,11 +28,14 @@ func Accept(w http.ResponseWriter, r *http.Request, o Options) (*Session, error)
 	if err != nil {
 		return nil, err
 	}
-	if ws.Subprotocol() != protocol.Subprotocol {
+	nc, compressed, ok := negotiated(websocket.NetConn(context.Background(), ws, websocket.MessageBinary), ws.Subprotocol())
+	if !ok {
 		ws.Close(websocket.StatusProtocolError, "porthole: expected subprotocol "+protocol.Subprotocol)
 		return nil, fmt.Errorf("client did not ask for subprotocol %s", protocol.Subprotocol)
 	}
-	nc := websocket.NetConn(context.Background(), ws, websocket.MessageBinary)
+	if compressed && o.Logger != nil {
+		o.Logger.Debug("session compressed", "compression", "zstd", "remote", r.RemoteAddr)
+	}
 	s, err := NewServerSession(nc, o)
 	if err != nil {
 		nc.Close()
@@ -48,6 +51,10 @@ type DialOptions struct {
 	// Timeout bounds TCP connect, TLS and WebSocket handshakes together.
 	Timeout time.Duration
 	Mux     Options
+	// Compress asks the server to compress the session. A server that
+	// does not agree is not an error: the session runs uncompressed and
+	// Mux.Logger is told.
+	Compress bool
 }
 
 // HandshakeError is a refusal by the server before the upgrade: it carries
@@ -84,7 +91,7 @@ func Dial(ctx context.Context, url string, o DialOptions) (*Session, error) {
 	ws, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{
 		HTTPClient:      &http.Client{Transport: tr},
 		HTTPHeader:      o.Header,
-		Subprotocols:    []string{protocol.Subprotocol},
+		Subprotocols:    dialSubprotocols(o.Compress),
 		CompressionMode: websocket.CompressionDisabled,
 	})
 	if err != nil {
@@ -93,12 +100,13 @@ func Dial(ctx context.Context, url string, o DialOptions) (*Session, error) {
 		}
 		return nil, err
 	}
-	if ws.Subprotocol() != protocol.Subprotocol {
+	nc, compressed, ok := negotiated(websocket.NetConn(context.Background(), ws, websocket.MessageBinary), ws.Subprotocol())
+	if !ok || (compressed && !o.Compress) {
 		ws.Close(websocket.StatusProtocolError, "expected subprotocol "+protocol.Subprotocol)
 		return nil, &HandshakeError{Status: resp.StatusCode, Reason: protocol.Err(protocol.CodeUnsupportedVersion, true,
 			"server does not speak %s (is this a porthole tunnel listener?)", protocol.Subprotocol)}
 	}
-	nc := websocket.NetConn(context.Background(), ws, websocket.MessageBinary)
+	logCompression(o, compressed)
 	s, err := NewClientSession(nc, o.Mux)
 	if err != nil {
 		nc.Close()
