@@ -348,3 +348,28 @@ func TestTCPPortHeldDuringGrace(t *testing.T) {
 		t.Fatalf("URL after reconnect %s, want %s", got, url)
 	}
 }
+
+// TestFinalErrorReleasesOtherTunnels: when one tunnel of a client is
+// refused for good, the client exits and its other tunnels' names are
+// released at once, so that running it again (with a fixed config) gets
+// them back instead of "in use" for a whole grace period.
+func TestFinalErrorReleasesOtherTunnels(t *testing.T) {
+	srv := tunneltest.StartServer(t)
+	app := startApp(t, "app")
+	good := tunneltest.HTTP("good", app.URL)
+	good.Config.Subdomain = "keep-me"
+	bad := tunneltest.HTTP("bad", app.URL)
+	bad.Config.Subdomain = "www"
+	first := tunneltest.StartClient(t, tunneltest.ClientConfig(srv.TunnelURL()), good, bad)
+	select {
+	case <-first.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("client did not stop on the final error")
+	}
+	var fe *client.FinalError
+	if err := first.Err(); !errors.As(err, &fe) {
+		t.Fatalf("Run returned %v", err)
+	}
+	second := tunneltest.StartClient(t, tunneltest.ClientConfig(srv.TunnelURL()), good)
+	waitOK(t, srv, second.WaitURL(t, "good"), "app")
+}

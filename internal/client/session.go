@@ -126,6 +126,14 @@ func (c *Client) serveSession(ctx context.Context, url string, mux *transport.Se
 					name = t.name
 				}
 				if m.Final {
+					// The client stops: free the names it did get now,
+					// rather than leave them held for a reconnect that
+					// will never come (a rerun would find them "in use").
+					for _, o := range c.tunnels {
+						if id := o.unbound(); id != "" {
+							w.Write(&protocol.Unbind{TunnelID: id})
+						}
+					}
 					return &FinalError{Err: fmt.Errorf("tunnel %s: %w", name, m)}
 				}
 				return fmt.Errorf("tunnel %s: %w", name, m)
