@@ -61,8 +61,13 @@ type tunnel struct {
 func (t *tunnel) openStream(ctx context.Context, remote, public string) (net.Conn, error) {
 	ss := t.sess
 	if max := int64(ss.lim.MaxStreamsPerSession); max > 0 && ss.streams.Load() >= max {
-		ss.srv.hits.Hit(limits.SessionStreams, "session", ss.id, "user", ss.ident.User)
-		return nil, &streamLimitError{max: max}
+		// Streams idle in the tunnels' pools count too: give them back
+		// before refusing, or one tunnel's idle pool starves the others.
+		ss.closeIdleStreams()
+		if ss.streams.Load() >= max {
+			ss.srv.hits.Hit(limits.SessionStreams, "session", ss.id, "user", ss.ident.User)
+			return nil, &streamLimitError{max: max}
+		}
 	}
 	st, err := t.sess.mux.OpenStream()
 	if err != nil {
@@ -137,6 +142,19 @@ type clientAwayError struct{ err error }
 
 func (e *clientAwayError) Error() string { return "tunnel client unreachable: " + e.err.Error() }
 func (e *clientAwayError) Unwrap() error { return e.err }
+
+// closeIdleStreams closes the streams idle in the session's HTTP pools.
+func (ss *session) closeIdleStreams() {
+	ss.mu.Lock()
+	ts := make([]*tunnel, 0, len(ss.tunnels))
+	for _, t := range ss.tunnels {
+		ts = append(ts, t)
+	}
+	ss.mu.Unlock()
+	for _, t := range ts {
+		t.close()
+	}
+}
 
 // close releases the tunnel's pooled streams.
 func (t *tunnel) close() {
