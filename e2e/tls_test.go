@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -82,7 +83,11 @@ func testTLSReload(t *testing.T, bin string, sighup bool) {
 	// server must keep serving the old one.
 	b := issueTLSLeaf(t, ca, names...)
 	tlsWriteAtomically(t, keyFile, b.KeyPEM)
-	time.Sleep(300 * time.Millisecond)
+	if sighup {
+		time.Sleep(300 * time.Millisecond)
+	} else {
+		srv.stderr.wait(t, regexp.MustCompile(`"msg":"certificate reload failed`), 10*time.Second)
+	}
 	if got := tlsHandshakeCert(t, addrs.HTTPS, "reload.tun.test"); got.SerialNumber.Cmp(a.Cert.SerialNumber) != 0 {
 		t.Fatalf("with a mismatched key on disk the server switched to serial %v", got.SerialNumber)
 	}
