@@ -144,7 +144,7 @@ func testTLSReload(t *testing.T, bin string, sighup bool) {
 // tlsWaitServing waits until a handshake with addr gets want.
 func tlsWaitServing(t *testing.T, addr, sni string, want *x509.Certificate) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		got := tlsHandshakeCert(t, addr, sni)
 		if got.SerialNumber.Cmp(want.SerialNumber) == 0 {
