@@ -85,7 +85,17 @@ type TunnelConfig struct {
 	// IdleStreams is how many idle streams (kept-alive connections to the
 	// local app) the server keeps per tunnel for reuse.
 	IdleStreams int `toml:"idle_streams"`
+	// Compression is "allow" (a client that asks with --compress gets a
+	// zstd-compressed session) or "off" (it runs uncompressed).
+	// docs/compression.md says when it pays.
+	Compression string `toml:"compression"`
 }
+
+// Tunnel compression settings.
+const (
+	CompressionAllow = "allow"
+	CompressionOff   = "off"
+)
 
 // MetricsConfig tunes the Prometheus export.
 type MetricsConfig struct {
@@ -116,6 +126,7 @@ func DefaultConfig() Config {
 			Heartbeat:        config.Duration(8 * time.Second),
 			HandshakeTimeout: config.Duration(10 * time.Second),
 			IdleStreams:      128,
+			Compression:      CompressionAllow,
 		},
 	}
 }
@@ -196,6 +207,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Tunnel.IdleStreams < 1 {
 		bad("tunnel.idle_streams must be at least 1")
+	}
+	if c.Tunnel.Compression != CompressionAllow && c.Tunnel.Compression != CompressionOff {
+		bad("tunnel.compression: %q, want %q or %q", c.Tunnel.Compression, CompressionAllow, CompressionOff)
 	}
 	if err := c.Limits.Validate(); err != nil {
 		errs = append(errs, err)

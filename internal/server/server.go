@@ -124,8 +124,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			StreamWindow: uint32(cfg.Tunnel.StreamWindow),
 			// Clients open only the control stream; a small backlog bounds
 			// what a misbehaving client can make us buffer.
-			AcceptBacklog: 4,
-			Logger:        deps.Logger,
+			AcceptBacklog:    4,
+			Logger:           deps.Logger,
+			AllowCompression: cfg.Tunnel.Compression == CompressionAllow,
 		},
 	}
 	s.tcp = newTCPPorts(s, lo, hi)
