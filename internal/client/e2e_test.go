@@ -373,3 +373,27 @@ func TestFinalErrorReleasesOtherTunnels(t *testing.T) {
 	second := tunneltest.StartClient(t, tunneltest.ClientConfig(srv.TunnelURL()), good)
 	waitOK(t, srv, second.WaitURL(t, "good"), "app")
 }
+
+// TestStopWhileReconnecting: a client that cannot reach any server stops
+// promptly and cleanly when asked.
+func TestStopWhileReconnecting(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := "ws://" + ln.Addr().String()
+	ln.Close()
+	app := startApp(t, "app")
+	c := tunneltest.StartClient(t, tunneltest.ClientConfig(dead), tunneltest.HTTP("web", app.URL))
+	c.WaitEvent(t, 0, 10*time.Second, func(e client.Event) bool { return e.Kind == client.EventRetrying })
+	if st := c.Status(); st.State != client.StateReconnecting && st.State != client.StateConnecting {
+		t.Errorf("state %q while no server answers", st.State)
+	}
+	start := time.Now()
+	if err := c.Stop(); err != nil {
+		t.Fatalf("Stop while reconnecting: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("stopping took %s", d)
+	}
+	if st := c.Status(); st.State != client.StateStopped {
+		t.Fatalf("state %q after Stop", st.State)
+	}
+}

@@ -415,3 +415,56 @@ func TestSamePortTwiceInOneSession(t *testing.T) {
 		t.Fatalf("porthole_tunnels = %v, want 1", n)
 	}
 }
+
+// TestRandomNameLostAfterGrace: a client whose random name was taken by
+// someone else after its grace period ran out gets a new random name
+// instead of failing.
+func TestRandomNameLostAfterGrace(t *testing.T) {
+	srv := tunneltest.StartServer(t, func(c *server.Config) { c.Tunnel.GracePeriod = config.Duration(500 * time.Millisecond) })
+	proxy := tunneltest.NewProxy(t, srv.TunnelAddr().String())
+	app := startApp(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "first") })
+	c := tunneltest.StartClient(t, tunneltest.ClientConfig(tunneltest.WSURL(proxy.Addr())), tunneltest.HTTP("web", app.URL))
+	url := c.WaitURL(t, "web")
+	proxy.Refuse(true)
+	proxy.Cut()
+	waitStatus(t, srv, url, http.StatusNotFound, 10*time.Second) // grace over
+
+	other := startApp(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "squatter") })
+	spec := tunneltest.HTTP("web", other.URL)
+	spec.Config.Subdomain = strings.SplitN(strings.TrimPrefix(url, "http://"), ".", 2)[0]
+	tunneltest.StartClient(t, tunneltest.ClientConfig(srv.TunnelURL()), spec).WaitURL(t, "web")
+
+	from := len(c.Events())
+	proxy.Refuse(false)
+	e, _ := c.WaitEvent(t, from, 20*time.Second, func(e client.Event) bool { return e.Kind == client.EventForwarding })
+	if e.Tunnel.URL == url || !forwardingURL.MatchString(e.Tunnel.URL) {
+		t.Fatalf("after losing its name the client got %q (had %q)", e.Tunnel.URL, url)
+	}
+	if _, body, err := srv.Get(e.Tunnel.URL); err != nil || body != "first" {
+		t.Fatalf("new URL: %q %v", body, err)
+	}
+	if _, body, err := srv.Get(url); err != nil || body != "squatter" {
+		t.Fatalf("old URL now belongs to the other client: %q %v", body, err)
+	}
+}
+
+// TestHostVariants: the Host header is matched without case, port or a
+// trailing dot.
+func TestHostVariants(t *testing.T) {
+	srv, _, url := tunnel(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "found") })
+	host := strings.TrimPrefix(url, "http://")
+	name, port, _ := net.SplitHostPort(host)
+	for _, h := range []string{host, strings.ToUpper(host), name, name + ".:" + port, strings.ToUpper(name) + "."} {
+		req, _ := http.NewRequest("GET", url, nil)
+		req.Host = h
+		resp, err := srv.Visitor().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(body) != "found" {
+			t.Errorf("Host %q: %d %q", h, resp.StatusCode, body)
+		}
+	}
+}
