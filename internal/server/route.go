@@ -148,7 +148,7 @@ func (s *Server) claim(ss *session, t *tunnel, key string, pool *protocol.Pool) 
 			return nil
 		}
 		if oldRoute != nil && !oldRoute.pool {
-			return protocol.Err(protocol.CodeNameTaken, true, "%s is bound by a client without --pool", displayKey(key))
+			return protocol.Err(takenCode(key), true, "%s is bound by a client without --pool", displayKey(key))
 		}
 		r := newRoute(key, pool, t.access)
 		r.add(t)
@@ -158,7 +158,7 @@ func (s *Server) claim(ss *session, t *tunnel, key string, pool *protocol.Pool) 
 		return nil
 	}
 	if oldRoute != nil && oldRoute.pool {
-		return protocol.Err(protocol.CodeNameTaken, true, "%s is served by a pool; bind it with --pool", displayKey(key))
+		return protocol.Err(takenCode(key), true, "%s is served by a pool; bind it with --pool", displayKey(key))
 	}
 	var prev *tunnel
 	if oldRoute != nil {
@@ -170,7 +170,7 @@ func (s *Server) claim(ss *session, t *tunnel, key string, pool *protocol.Pool) 
 		// The registry lets an owner take a name over from its own stale
 		// session; within one session that would silently drop the
 		// tunnel that holds it.
-		return protocol.Err(protocol.CodeNameTaken, true, "%s is already bound by this client (tunnel %q)", displayKey(key), prev.name)
+		return protocol.Err(takenCode(key), true, "%s is already bound by this client (tunnel %q)", displayKey(key), prev.name)
 	}
 	r := newRoute(key, nil, t.access)
 	r.add(t)
@@ -217,4 +217,12 @@ func displayKey(key string) string {
 		return "port " + itoa(port)
 	}
 	return key
+}
+
+// takenCode is the error code for a name in use: ports have their own.
+func takenCode(key string) protocol.Code {
+	if _, ok := tcpPort(key); ok {
+		return protocol.CodePortUnavailable
+	}
+	return protocol.CodeNameTaken
 }
