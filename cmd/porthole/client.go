@@ -70,6 +70,7 @@ func (cf *clientFlags) register(cmd *cobra.Command, withTunnel bool, kind string
 		f.Var(&cf.tunnel.HealthInterval, "health-interval", "how often to run the health check (default 10s)")
 	} else {
 		f.IntVar(&cf.tunnel.RemotePort, "remote-port", 0, "ask for this public port")
+		f.StringVar(&cf.tunnel.ProxyProtocol, "proxy-protocol", "", `send the local app a PROXY protocol header with the visitor's address: "v2" (binary) or "v1" (text)`)
 	}
 	f.StringArrayVar(&cf.tunnel.AllowCIDR, "allow-cidr", nil, "admit only visitors from this network (repeatable)")
 	f.StringArrayVar(&cf.tunnel.DenyCIDR, "deny-cidr", nil, "refuse visitors from this network (repeatable)")

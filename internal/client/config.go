@@ -84,6 +84,11 @@ type TunnelConfig struct {
 	// HealthInterval; while it fails, the server sends no visitors here.
 	HealthPath     string          `toml:"health_path"`
 	HealthInterval config.Duration `toml:"health_interval"`
+
+	// ProxyProtocol (tcp tunnels), "v2" or "v1", sends a PROXY protocol
+	// header to the local app before the visitor's bytes, so that it
+	// sees the visitor's address (docs/tcp.md).
+	ProxyProtocol string `toml:"proxy_protocol"`
 }
 
 // DefaultConfig returns the client defaults.
@@ -184,6 +189,9 @@ func (t *TunnelConfig) validate() error {
 	}
 	if t.RemotePort < 0 || t.RemotePort > 65535 {
 		return fmt.Errorf("remote_port %d is not a port", t.RemotePort)
+	}
+	if err := validateProxyProtocol(t.Proto, t.ProxyProtocol); err != nil {
+		return err
 	}
 	return nil
 }

@@ -183,7 +183,7 @@ func (c *Client) acceptStreams(mux *transport.Session) {
 				t.http.ln.push(st)
 				return
 			}
-			t.serveTCP(st, h.RemoteAddr)
+			t.serveTCP(st, h)
 		}()
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/porthole/porthole/internal/protocol"
 	"github.com/porthole/porthole/internal/transport"
 )
 
@@ -73,8 +74,10 @@ func (t *tunnel) status() *TunnelStatus {
 	return st
 }
 
-// serveTCP forwards one TCP stream to the local target.
-func (t *tunnel) serveTCP(st net.Conn, remote string) {
+// serveTCP forwards one TCP stream to the local target, after a PROXY
+// protocol header when the tunnel asks for one.
+func (t *tunnel) serveTCP(st net.Conn, h *protocol.StreamHeader) {
+	remote := h.RemoteAddr
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	local, err := newLocalDialer().DialContext(ctx, "tcp", t.target.Host)
 	cancel()
@@ -83,6 +86,15 @@ func (t *tunnel) serveTCP(st net.Conn, remote string) {
 		t.log.Warn("local app unreachable", "target", t.target.String(), "err", err)
 		st.Close()
 		return
+	}
+	if v := t.cfg.ProxyProtocol; v != "" {
+		if err := writeProxyHeader(local, v, h.RemoteAddr, h.PublicAddr); err != nil {
+			t.errors.Add(1)
+			t.log.Warn("PROXY protocol header not sent", "target", t.target.String(), "err", err)
+			local.Close()
+			st.Close()
+			return
+		}
 	}
 	t.requests.Add(1)
 	t.openConns.Add(1)
