@@ -50,6 +50,7 @@ func (cf *clientFlags) register(cmd *cobra.Command, withTunnel bool, kind string
 	f.BoolVar(&cf.noDash, "no-dashboard", false, "print log lines instead of the terminal dashboard, also when stdout is a terminal")
 	f.Var(&cf.cfg.Reconnect.Base, "reconnect-base", "first reconnect backoff")
 	f.Var(&cf.cfg.Reconnect.Max, "reconnect-max", "longest reconnect backoff")
+	f.BoolVar(&cf.cfg.Compress, "compress", false, "ask the server to compress tunnel traffic (zstd); pays on slow links with text such as JSON or HTML, see docs/compression.md")
 	if !withTunnel {
 		return
 	}

@@ -219,6 +219,7 @@ func (c *Client) dial(ctx context.Context, url string) (*transport.Session, erro
 		TLSConfig: c.deps.TLS,
 		Timeout:   c.cfg.HandshakeTimeout.D(),
 		Mux:       transport.Options{AcceptBacklog: 1024, Logger: c.log},
+		Compress:  c.cfg.Compress,
 	})
 	if err != nil {
 		if he, ok := transport.IsHandshakeError(err); ok {

@@ -33,6 +33,9 @@ type Config struct {
 	Reconnect Backoff `toml:"reconnect"`
 	// HandshakeTimeout bounds connect, TLS, WebSocket and hello.
 	HandshakeTimeout config.Duration `toml:"handshake_timeout"`
+	// Compress asks the server to compress the session's traffic; a
+	// server that refuses leaves it uncompressed (docs/compression.md).
+	Compress bool `toml:"compress"`
 
 	Tunnels map[string]TunnelConfig `toml:"tunnels"`
 }
