@@ -59,7 +59,13 @@ func (s *Server) serveTunnelHandshake(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		perr := authError(err)
 		s.authFailed(perr.Code)
-		s.log.Info("client refused", "remote", r.RemoteAddr, "code", perr.Code, "reason", perr.Message)
+		if perr.Code == protocol.CodeRateLimited {
+			// Refused by the failed-authentication throttle: a limit hit,
+			// counted and logged at a rate a guessing flood cannot raise.
+			s.hits.Hit(limits.AuthFailures, "remote", r.RemoteAddr)
+		} else {
+			s.log.Info("client refused", "remote", r.RemoteAddr, "code", perr.Code, "reason", perr.Message)
+		}
 		status := http.StatusUnauthorized
 		if perr.Code == protocol.CodeForbidden {
 			status = http.StatusForbidden
