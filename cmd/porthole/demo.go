@@ -2,11 +2,13 @@ package main
 
 import (
 	"fmt"
+	"net"
 
 	"github.com/spf13/cobra"
 
 	"github.com/porthole/porthole/internal/client"
 	"github.com/porthole/porthole/internal/demo"
+	"github.com/porthole/porthole/internal/inspect"
 	"github.com/porthole/porthole/internal/version"
 )
 
@@ -28,12 +30,27 @@ func demoCmd(g *globalFlags) *cobra.Command {
 				o.Explicit[f] = cmd.Flags().Changed(f)
 			}
 			out := cmd.OutOrStdout()
+			var inspectURL string
 			o.OnForwarding = func(t *client.TunnelStatus) {
 				fmt.Fprintf(out, "Forwarding %s -> %s\n", t.URL, t.Target)
 				fmt.Fprintf(out, "Open %s in a browser, or: curl %s/echo\n", t.URL, t.URL)
+				if inspectURL != "" {
+					fmt.Fprintf(out, "Watch the requests in the inspector: %s\n", inspectURL)
+				}
 			}
+			store, err := inspect.NewStore(inspect.DefaultConfig(), nil)
+			if err != nil {
+				return err
+			}
+			o.Inspector = store
 			o.OnClient = func(c *client.Client) {
-				stop := serveInspect(log, o.InspectAddr, c.Handler(), o.Explicit["inspect-addr"])
+				host, _, _ := net.SplitHostPort(o.InspectAddr)
+				h := inspect.NewHandler(inspect.Options{
+					Store: store, Metrics: inspect.NewMetrics(c.InspectSnapshot, store), Replayer: c,
+					Status: c.Handler(), ListenHost: host, Logger: log,
+				})
+				url, stop := startInspect(log, o.InspectAddr, h, o.Explicit["inspect-addr"])
+				inspectURL = url
 				go func() { <-cmd.Context().Done(); stop() }()
 			}
 			return demo.Run(cmd.Context(), o)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/porthole/porthole/internal/client"
+	"github.com/porthole/porthole/internal/inspect"
 	"github.com/porthole/porthole/internal/server"
 )
 
@@ -25,9 +26,12 @@ type Options struct {
 	Logger   *slog.Logger
 	// OnForwarding receives each Forwarding event.
 	OnForwarding func(*client.TunnelStatus)
-	// InspectHandler, when set, is called with the client's status API.
+	// OnClient, when set, is called with the client before it runs, to
+	// serve its status API and inspector.
 	OnClient func(*client.Client)
-	Version  string
+	// Inspector records the demo tunnel's requests.
+	Inspector *inspect.Store
+	Version   string
 }
 
 // DefaultOptions are the contract's demo addresses, bound to loopback.
@@ -71,8 +75,9 @@ func Run(ctx context.Context, o Options) error {
 	ccfg.InspectAddr = o.InspectAddr
 	c, err := client.New(ccfg, []client.Spec{{Name: "demo", Config: client.TunnelConfig{Proto: "http", Addr: appLn.Addr().String()}}},
 		client.Deps{
-			Logger:  log.With("side", "client"),
-			Version: o.Version,
+			Logger:    log.With("side", "client"),
+			Version:   o.Version,
+			Inspector: o.Inspector,
 			OnEvent: func(e client.Event) {
 				if e.Kind == client.EventForwarding && o.OnForwarding != nil {
 					o.OnForwarding(e.Tunnel)
