@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,11 +69,15 @@ type tcpTunnel struct {
 	public string // 127.0.0.1:PORT, where visitors connect
 }
 
-// startTCPTunnel runs `porthole tcp TARGET` against srv and waits for its
-// Forwarding line.
+// startTCPTunnel runs `porthole tcp TARGET` against srv (unless flags
+// name another --server) and waits for its Forwarding line.
 func startTCPTunnel(t *testing.T, srv *coreServer, target string, flags ...string) *tcpTunnel {
 	t.Helper()
-	args := append([]string{"tcp", target, "--server", srv.wsURL(), "--inspect-addr", "off"}, flags...)
+	args := []string{"tcp", target, "--inspect-addr", "off"}
+	if !slices.Contains(flags, "--server") {
+		args = append(args, "--server", srv.wsURL())
+	}
+	args = append(args, flags...)
 	p := coreStart(t, args...)
 	url := p.forwardingURLs(1)[0]
 	return &tcpTunnel{coreProc: p, url: url, public: tcpPublicAddr(t, url)}
