@@ -44,12 +44,12 @@ func (s *Server) bind(ctx context.Context, ss *session, b *protocol.Bind) (*tunn
 		return nil, protocol.Err(protocol.CodeShuttingDown, false, "server is shutting down")
 	}
 	if max := ss.lim.MaxTunnelsPerUser; max > 0 {
-		if n := s.userTunnels(ss); n >= max {
+		if n := s.userTunnels(ss); n >= max && !s.takesOver(ss, b) {
 			s.hits.Hit(limits.UserTunnels, "user", ss.ident.User)
 			return nil, protocol.Err(protocol.CodeLimitExceeded, true, "tunnel limit reached: %d of %d tunnels in use", n, max)
 		}
 	}
-	if max := s.cfg.Limits.MaxTunnels; max > 0 && s.stats.tunnelsOpen.Load() >= int64(max) {
+	if max := s.cfg.Limits.MaxTunnels; max > 0 && s.stats.tunnelsOpen.Load() >= int64(max) && !s.takesOver(ss, b) {
 		s.hits.Hit(limits.ServerTunnels)
 		e := protocol.Err(protocol.CodeLimitExceeded, false, "this server is at its capacity of %d tunnels; try again later", max)
 		e.RetryAfterMillis = 30_000
@@ -185,6 +185,46 @@ func (s *Server) releaseTunnel(t *tunnel, grace time.Duration) {
 	}
 	t.close()
 	s.stats.tunnelsOpen.Add(-1)
+}
+
+// takesOver reports whether b asks for a name that another session of the
+// same client holds. A client that reconnected before its old session was
+// found dead takes its tunnels over one for one, so such a bind adds no
+// tunnel to the user's count or the server's, and is not refused by them.
+func (s *Server) takesOver(ss *session, b *protocol.Bind) bool {
+	var key string
+	switch {
+	case b.Kind == protocol.KindTCP:
+		if b.RemotePort == 0 {
+			return false
+		}
+		key = tcpKey(b.RemotePort)
+	case b.Hostname != "":
+		key = strings.TrimSuffix(b.Hostname, ".")
+	case b.Subdomain != "":
+		key = b.Subdomain + "." + s.cfg.Domain
+	default:
+		return false
+	}
+	s.mu.Lock()
+	var others []*session
+	for _, o := range s.sessions {
+		if o != ss && o.owner == ss.owner {
+			others = append(others, o)
+		}
+	}
+	s.mu.Unlock()
+	for _, o := range others {
+		o.mu.Lock()
+		for _, t := range o.tunnels {
+			if t.key == key {
+				o.mu.Unlock()
+				return true
+			}
+		}
+		o.mu.Unlock()
+	}
+	return false
 }
 
 func (s *Server) userTunnels(ss *session) int {
