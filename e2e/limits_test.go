@@ -17,6 +17,7 @@ import (
 
 	"github.com/porthole/porthole/internal/auth"
 	"github.com/porthole/porthole/internal/protocol"
+	"github.com/porthole/porthole/internal/tunneltest"
 )
 
 const limitsConfig = `
@@ -335,4 +336,46 @@ func TestLimitsAbuseLeavesServerServing(t *testing.T) {
 func limIsTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
+}
+
+// TestLimitsReconnectAtUserLimit: a user at max_tunnels_per_user whose
+// connection drops on the client's side only (the server still holds the
+// stale session) reconnects and takes its tunnel back, instead of being
+// told, as a final error, that it has too many tunnels.
+func TestLimitsReconnectAtUserLimit(t *testing.T) {
+	s := limStartServer(t, "[limits]\nmax_tunnels_per_user = 1\nmax_sessions_per_user = 1\n[tunnel]\nheartbeat = \"2s\"\n")
+	app := limStartApp(t)
+	key := s.limUserKey(t, "heidi")
+	proxy := tunneltest.NewProxy(t, s.tunnelAddr)
+	c := idStart(t, "http", app.port, "--server", "ws://"+proxy.Addr(), "--inspect-addr", "127.0.0.1:0", "--api-key", key)
+	host := hostOfURL(t, c.forwarding(t))
+	vis := s.limVisitor(t, "")
+	if code, _, _, err := limGet(vis, "http://"+host+"/"); err != nil || code != 200 {
+		t.Fatalf("before: %d %v", code, err)
+	}
+	proxy.CutClientSide()
+	// Back within a few seconds, well before the server could find the
+	// stale session dead (three heartbeats). Visitors wait for the rebind:
+	// a request sent before it would go to the stale session.
+	deadline := time.Now().Add(5 * time.Second)
+	for strings.Count(c.errOut(), `msg="tunnel online"`) < 2 {
+		select {
+		case <-c.done:
+			t.Fatalf("client exited after its connection dropped:\n%s", c.errOut())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("client not back online:\n%s", c.errOut())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code, _, _, err := limGet(vis, "http://"+host+"/"); err != nil || code != 200 {
+		t.Fatalf("after the reconnect: %d %v", code, err)
+	}
+	if strings.Contains(s.p.errOut(), "client silent") {
+		t.Fatal("the stale session was already gone: this run did not test a takeover")
+	}
+	if n := s.limitHits(t, "user_tunnels") + s.limitHits(t, "user_sessions"); n != 0 {
+		t.Fatalf("%v user limit hits for a client taking its own tunnel back", n)
+	}
 }

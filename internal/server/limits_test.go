@@ -938,3 +938,37 @@ func TestLimitFloodLeavesNothingBehind(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestLimitServerTunnelsReconnect: a server at max_tunnels takes back a
+// client whose connection dropped on its side only: its tunnels are still
+// counted in the stale session, and must not count against it when it
+// reconnects to take them over.
+func TestLimitServerTunnelsReconnect(t *testing.T) {
+	srv := tunneltest.StartServer(t, func(c *server.Config) {
+		c.Limits.MaxTunnels = 1
+		c.Tunnel.Heartbeat = config.Duration(2 * time.Second)
+	})
+	proxy := tunneltest.NewProxy(t, srv.TunnelAddr().String())
+	app := startApp(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "app") })
+	c := tunneltest.StartClient(t, tunneltest.ClientConfig(tunneltest.WSURL(proxy.Addr())), tunneltest.HTTP("web", app.URL))
+	url := c.WaitURL(t, "web")
+	from := len(c.Events())
+	proxy.CutClientSide()
+	_, i := c.WaitEvent(t, from, 10*time.Second, func(e client.Event) bool { return e.Kind == client.EventConnected })
+	deadline := time.Now().Add(5 * time.Second)
+	for !c.Status().Tunnels[0].Bound {
+		if time.Now().After(deadline) {
+			t.Fatalf("not bound again after reconnecting; events since: %v", c.Events()[i:])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if srv.Logs.Contains("client silent") {
+		t.Fatal("the stale session was already gone: this run did not test a takeover")
+	}
+	if resp, body, err := srv.Get(url); err != nil || resp.StatusCode != 200 || body != "app" {
+		t.Fatalf("after the reconnect: %v %v %q", statusOf(resp), err, body)
+	}
+	if n := limHits(t, srv, limits.ServerTunnels); n != 0 {
+		t.Fatalf("server_tunnels hit %v times by a client taking its own tunnel back", n)
+	}
+}
