@@ -350,3 +350,25 @@ type writeOnlyConn struct {
 }
 
 func (c *writeOnlyConn) Write(p []byte) (int, error) { return c.w.Write(p) }
+
+// TestZstdConnFrames pins what spec.md allows a sender: several zstd
+// frames one after another, and skippable frames between them.
+func TestZstdConnFrames(t *testing.T) {
+	var stream bytes.Buffer
+	for i, part := range []string{"first frame, ", "second frame"} {
+		if i == 1 {
+			// A skippable frame: magic 0x184D2A50, length 4, 4 bytes.
+			stream.Write([]byte{0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 's', 'k', 'i', 'p'})
+		}
+		enc, err := zstd.NewWriter(&stream, zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(i == 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc.Write([]byte(part))
+		enc.Close()
+	}
+	got, err := io.ReadAll(newZstdConn(&byteConn{r: &stream}))
+	if string(got) != "first frame, second frame" {
+		t.Fatalf("decoded %q, %v", got, err)
+	}
+}
