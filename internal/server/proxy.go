@@ -103,6 +103,9 @@ func (s *Server) proxyRequest(t *tunnel, w http.ResponseWriter, r *http.Request)
 		// on another member as it arrived.
 		r = r.WithContext(context.WithValue(r.Context(), originalKey{}, r))
 	}
+	t.active.Add(1)
+	// ServeHTTP panics with http.ErrAbortHandler when a body copy fails.
+	defer t.active.Add(-1)
 	t.proxy.ServeHTTP(rec, r)
 	status := rec.StatusOrOK()
 	s.stats.countRequest(status)
@@ -186,6 +189,8 @@ func (s *Server) retryOnPool(t *tunnel, w http.ResponseWriter, r *http.Request) 
 		"request_id", orig.Header.Get("X-Request-Id"))
 	retry := orig.WithContext(context.WithValue(orig.Context(), retriedKey{}, true))
 	other.requests.Add(1)
+	other.active.Add(1)
+	defer other.active.Add(-1)
 	other.proxy.ServeHTTP(w, retry)
 	return true
 }

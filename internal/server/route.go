@@ -80,7 +80,14 @@ func (r *route) pick(skip *tunnel) *tunnel {
 	now := time.Now().UnixNano()
 	var best, fallback *tunnel
 	usable := 0
-	for _, m := range ms {
+	start := 0
+	if r.strategy == protocol.PoolLeastStreams {
+		// Look from a rotating member on, so that equally busy members
+		// take turns rather than the first one getting every visitor.
+		start = int(r.next.Add(1) % uint64(len(ms)))
+	}
+	for i := range ms {
+		m := ms[(start+i)%len(ms)]
 		if m == skip {
 			continue
 		}
@@ -89,7 +96,7 @@ func (r *route) pick(skip *tunnel) *tunnel {
 			continue
 		}
 		usable++
-		if best == nil || m.openStreams.Load() < best.openStreams.Load() {
+		if best == nil || m.active.Load() < best.active.Load() {
 			best = m
 		}
 	}

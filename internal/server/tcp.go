@@ -159,6 +159,8 @@ func (p *tcpPorts) forward(t *tunnel, c net.Conn) {
 		return
 	}
 	t.requests.Add(1)
+	t.active.Add(1)
+	defer t.active.Add(-1)
 	start := time.Now()
 	in, out := transport.Join(c, st)
 	p.s.log.Info("tcp connection", "port", t.port, "remote", c.RemoteAddr().String(), "bytes_in", in, "bytes_out", out,

@@ -54,6 +54,10 @@ type tunnel struct {
 	bytesIn     atomic.Int64
 	bytesOut    atomic.Int64
 	openStreams atomic.Int64
+	// active counts visitor requests (HTTP) or connections (TCP) in
+	// progress: the load the least-streams pool strategy compares.
+	// openStreams is no measure of it, as it includes idle pooled streams.
+	active atomic.Int64
 }
 
 // openStream opens a stream to the client for this tunnel and writes the
