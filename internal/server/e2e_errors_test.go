@@ -142,7 +142,7 @@ func TestClientAwayGraceAndResume(t *testing.T) {
 
 // TestGraceExpires: after the grace period the name is free again.
 func TestGraceExpires(t *testing.T) {
-	srv := tunneltest.StartServer(t, func(c *server.Config) { c.Tunnel.GracePeriod = config.Duration(time.Second) })
+	srv := tunneltest.StartServer(t, func(c *server.Config) { c.Tunnel.GracePeriod = config.Duration(2 * time.Second) })
 	proxy := tunneltest.NewProxy(t, srv.TunnelAddr().String())
 	app := startApp(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.Host) })
 	spec := tunneltest.HTTP("web", app.URL)

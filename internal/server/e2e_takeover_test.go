@@ -20,7 +20,7 @@ import (
 // when the server later finds the old session dead, cleaning it up must not
 // take the name away from the new one.
 func TestReconnectBeforeOldSessionDies(t *testing.T) {
-	srv := tunneltest.StartServer(t, func(c *server.Config) { c.Tunnel.Heartbeat = config.Duration(2 * time.Second) })
+	srv := tunneltest.StartServer(t, func(c *server.Config) { c.Tunnel.Heartbeat = config.Duration(3 * time.Second) })
 	proxy := tunneltest.NewProxy(t, srv.TunnelAddr().String())
 	app := startApp(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "app") })
 	c := tunneltest.StartClient(t, tunneltest.ClientConfig(tunneltest.WSURL(proxy.Addr())), tunneltest.HTTP("web", app.URL))
