@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"slices"
 	"strings"
 	"time"
 
@@ -237,6 +238,13 @@ func (s *Server) proxyError(t *tunnel, w http.ResponseWriter, r *http.Request, e
 		// The visitor left; nobody reads this answer.
 		w.WriteHeader(499)
 	case errors.As(err, &away), errors.Is(err, yamux.ErrSessionShutdown):
+		if t.route != nil && t.route.pool && slices.ContainsFunc(t.route.list(), func(m *tunnel) bool { return m != t }) {
+			// The pool serves on; only this member went away.
+			s.page(w, r, http.StatusBadGateway, "Bad gateway",
+				fmt.Sprintf("The member of the pool serving %s that took this request went away.", t.hostname),
+				"Only idempotent requests without a body are retried on another member; send it again.", "tunnel_error")
+			return
+		}
 		s.clientAway(w, r, t.hostname)
 	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
 		s.page(w, r, http.StatusGatewayTimeout, "Tunnel timed out",
