@@ -1,0 +1,413 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// latencyStats summarises one condition's samples.
+type latencyStats struct {
+	N      int     `json:"n"`
+	Errors int     `json:"errors"`
+	P50ms  float64 `json:"p50_ms"`
+	P90ms  float64 `json:"p90_ms"`
+	P99ms  float64 `json:"p99_ms"`
+	Maxms  float64 `json:"max_ms"`
+}
+
+func (l latencyStats) String() string {
+	return fmt.Sprintf("n=%d errors=%d p50=%.2fms p90=%.2fms p99=%.2fms max=%.2fms", l.N, l.Errors, l.P50ms, l.P90ms, l.P99ms, l.Maxms)
+}
+
+func summarise(d []time.Duration, errors int) latencyStats {
+	slices.Sort(d)
+	ms := func(q float64) float64 {
+		if len(d) == 0 {
+			return 0
+		}
+		i := min(len(d)-1, int(q*float64(len(d))))
+		return float64(d[i]) / float64(time.Millisecond)
+	}
+	return latencyStats{N: len(d), Errors: errors, P50ms: ms(0.50), P90ms: ms(0.90), P99ms: ms(0.99), Maxms: ms(1)}
+}
+
+func run(ctx context.Context, dir string, o options) (*result, error) {
+	cfg := fmt.Sprintf("[limits]\nrequests_per_second = %g\nburst = %d\nbandwidth_bytes_per_second = %d\nmax_tunnels_per_user = 10\n",
+		o.rps, o.burst, o.bandwidth)
+	srv, err := startServer(dir, o.bin, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.stop()
+
+	// Three users, each with a key.
+	keys := map[string]string{}
+	for _, u := range []string{"flooded", "hog", "victim"} {
+		if _, err := srv.adminCmd("users", "add", u); err != nil {
+			return nil, err
+		}
+		k, err := srv.adminCmd("keys", "create", "--user", u)
+		if err != nil {
+			return nil, err
+		}
+		keys[u] = k
+	}
+
+	// The apps: small answers for the flooded and the measured tunnel,
+	// endless bodies both ways for the bandwidth user.
+	small := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	chunk := make([]byte, 64<<10)
+	for i := range chunk {
+		chunk[i] = byte(rand.Uint32())
+	}
+	bulk := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut {
+			n := drain(r.Body)
+			io.WriteString(w, strconv.FormatInt(n, 10))
+			return
+		}
+		size, _ := strconv.ParseInt(r.URL.Query().Get("size"), 10, 64)
+		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+		for size > 0 {
+			n := min(size, int64(len(chunk)))
+			if _, err := w.Write(chunk[:n]); err != nil {
+				return
+			}
+			size -= n
+		}
+	})
+	hosts, ports := map[string]string{}, map[string]int{}
+	for _, a := range []struct {
+		user string
+		h    http.Handler
+	}{{"flooded", small}, {"hog", bulk}, {"victim", small}} {
+		port, stop, err := startApp(a.h)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+		c, host, err := startClient(dir, o.bin, a.user, srv, port, keys[a.user])
+		if err != nil {
+			return nil, err
+		}
+		defer c.stop()
+		hosts[a.user], ports[a.user] = host, port
+	}
+	log.Printf("server %s; tunnels %v", srv.http, hosts)
+
+	res := &result{}
+	res.Config.RequestsPerSecond, res.Config.Burst, res.Config.BandwidthBytes = o.rps, o.burst, o.bandwidth
+	res.Config.FloodRate, res.Config.VictimRate = o.rps*o.floodFactor, o.victimRate
+	res.Config.Rounds, res.Config.Phase, res.Config.CPUs = o.rounds, o.phase.String(), runtime.NumCPU()
+
+	victim := visitor(srv.http, 64)
+	victimURL := "http://" + hosts["victim"] + "/"
+	// The control: the same app at the same rate, not through porthole.
+	// It shows how much of the latency is the machine's, not the tunnel's.
+	direct := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: time.Minute}
+	directURL := fmt.Sprintf("http://127.0.0.1:%d/", ports["victim"])
+	phase := func() (tun, ctl []time.Duration, errs int) {
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctl, _ = measure(ctx, direct, directURL, o.victimRate, o.phase)
+		}()
+		tun, errs = measure(ctx, victim, victimURL, o.victimRate, o.phase)
+		wg.Wait()
+		return tun, ctl, errs
+	}
+	// Warm up: connections, streams, the app's keep-alive pool.
+	measure(ctx, victim, victimURL, o.victimRate, 3*time.Second)
+
+	var unloaded, loaded, directUnloaded, directLoaded []time.Duration
+	var errUnloaded, errLoaded int
+	var cpuUnloaded, cpuLoaded, timeUnloaded, timeLoaded float64
+	var abuse abuseStats
+	for r := range o.rounds {
+		c0, t0 := srv.cpuSeconds(), time.Now()
+		d, dd, e := phase()
+		cpuUnloaded += srv.cpuSeconds() - c0
+		timeUnloaded += time.Since(t0).Seconds()
+		unloaded, errUnloaded = append(unloaded, d...), errUnloaded+e
+		directUnloaded = append(directUnloaded, dd...)
+		log.Printf("round %d unloaded: %s; direct p99=%.2fms", r+1, summarise(d, e), summarise(dd, 0).P99ms)
+
+		// The abuse comes from a process of its own, so that it competes
+		// with the measured requests only for the server and the CPUs,
+		// as abusive visitors elsewhere would.
+		ab, err := startAbuse(dir, r, srv.http, "http://"+hosts["flooded"]+"/", "http://"+hosts["hog"]+"/", o.rps*o.floodFactor)
+		if err != nil {
+			return nil, err
+		}
+		time.Sleep(time.Second) // let the abuse reach its pace
+		c0, t0 = srv.cpuSeconds(), time.Now()
+		d, dd, e = phase()
+		cpuLoaded += srv.cpuSeconds() - c0
+		timeLoaded += time.Since(t0).Seconds()
+		st, err := ab.finish()
+		if err != nil {
+			return nil, err
+		}
+		abuse.add(st)
+		loaded, errLoaded = append(loaded, d...), errLoaded+e
+		directLoaded = append(directLoaded, dd...)
+		log.Printf("round %d loaded:   %s; direct p99=%.2fms", r+1, summarise(d, e), summarise(dd, 0).P99ms)
+		time.Sleep(time.Second) // let the abuse drain
+	}
+	res.Unloaded, res.Loaded = summarise(unloaded, errUnloaded), summarise(loaded, errLoaded)
+	res.DirectUnloaded, res.DirectLoaded = summarise(directUnloaded, 0), summarise(directLoaded, 0)
+	if res.Unloaded.P99ms > 0 {
+		res.P99Ratio = res.Loaded.P99ms / res.Unloaded.P99ms
+	}
+	res.FloodSent, res.Flood200, res.Flood429, res.FloodOther = abuse.Sent, abuse.OK, abuse.Limited, abuse.Other
+	res.FloodAchieved = float64(abuse.Sent) / abuse.Seconds
+	res.HogDownMiBps = float64(abuse.Down) / abuse.Seconds / (1 << 20)
+	res.HogUpMiBps = float64(abuse.Up) / abuse.Seconds / (1 << 20)
+	res.ServerCPUUnloaded = 100 * cpuUnloaded / timeUnloaded
+	res.ServerCPULoaded = 100 * cpuLoaded / timeLoaded
+	res.LimitHits = srv.limitHits()
+	return res, nil
+}
+
+// measure sends requests to url at rate per second for d, open loop (each
+// at its scheduled time, whether or not earlier ones have finished), and
+// returns the latencies counted from the scheduled time, so that a stall
+// shows in every request it delays.
+func measure(ctx context.Context, c *http.Client, url string, rate float64, d time.Duration) ([]time.Duration, int) {
+	n := int(rate * d.Seconds())
+	interval := time.Duration(float64(time.Second) / rate)
+	lat := make([]time.Duration, n)
+	var errs atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range n {
+		at := start.Add(time.Duration(i) * interval)
+		time.Sleep(time.Until(at))
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := c.Get(url)
+			if err == nil {
+				drain(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					err = fmt.Errorf("status %d", resp.StatusCode)
+				}
+			}
+			lat[i] = time.Since(at)
+			if err != nil {
+				errs.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return lat, int(errs.Load())
+}
+
+// abuseStats is what an abuse process reports when it stops.
+type abuseStats struct {
+	Sent, OK, Limited, Other int64
+	Down, Up                 int64 // bandwidth user's bytes each way
+	Seconds                  float64
+}
+
+func (a *abuseStats) add(b abuseStats) {
+	a.Sent += b.Sent
+	a.OK += b.OK
+	a.Limited += b.Limited
+	a.Other += b.Other
+	a.Down += b.Down
+	a.Up += b.Up
+	a.Seconds += b.Seconds
+}
+
+// runAbuse is the abuse process: it floods one tunnel and saturates the
+// other's bandwidth until interrupted, then prints its counts as JSON.
+func runAbuse(addr, floodURL, hogURL string, rate float64) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var fl floodStats
+	var down, up atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		flood(ctx, addr, floodURL, rate, &fl)
+	}()
+	go func() {
+		defer wg.Done()
+		hog(ctx, addr, hogURL, &down, &up)
+	}()
+	<-ctx.Done()
+	secs := time.Since(start).Seconds()
+	wg.Wait()
+	json.NewEncoder(os.Stdout).Encode(abuseStats{Sent: fl.sent.Load(), OK: fl.ok.Load(), Limited: fl.limited.Load(),
+		Other: fl.other.Load(), Down: down.Load(), Up: up.Load(), Seconds: secs})
+}
+
+// abuser is a running abuse process.
+type abuser struct{ p *proc }
+
+func startAbuse(dir string, round int, addr, floodURL, hogURL string, rate float64) (*abuser, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	p, err := startProc(dir, fmt.Sprintf("abuse-%d", round+1), self, "-role", "abuse", "-addr", addr,
+		"-flood-url", floodURL, "-hog-url", hogURL, "-flood-rate", strconv.FormatFloat(rate, 'f', -1, 64))
+	if err != nil {
+		return nil, err
+	}
+	return &abuser{p: p}, nil
+}
+
+// finish stops the abuse and returns its counts.
+func (a *abuser) finish() (abuseStats, error) {
+	a.p.stop()
+	var st abuseStats
+	if err := json.Unmarshal([]byte(a.p.stdout()), &st); err != nil {
+		return st, fmt.Errorf("abuse process: %v (output %q; see %s)", err, a.p.stdout(), a.p.logf.Name())
+	}
+	return st, nil
+}
+
+type floodStats struct {
+	sent, ok, limited, other atomic.Int64
+}
+
+// flood sends requests to url at rate per second from a pool of workers,
+// until ctx ends. Requests the workers cannot keep up with are skipped
+// (and show as an achieved rate below the target).
+func flood(ctx context.Context, addr, url string, rate float64, st *floodStats) {
+	const workers = 64
+	c := visitor(addr, workers)
+	defer c.CloseIdleConnections()
+	tokens := make(chan struct{}, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range tokens {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+				resp, err := c.Do(req)
+				if err != nil {
+					if ctx.Err() == nil {
+						st.other.Add(1)
+					}
+					continue
+				}
+				drain(resp.Body)
+				resp.Body.Close()
+				st.sent.Add(1)
+				switch resp.StatusCode {
+				case 200:
+					st.ok.Add(1)
+				case 429:
+					st.limited.Add(1)
+				default:
+					st.other.Add(1)
+				}
+			}
+		}()
+	}
+	start := time.Now()
+	issued := 0
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-tick.C:
+		}
+		due := int(time.Since(start).Seconds() * rate)
+		for ; issued < due; issued++ {
+			select {
+			case tokens <- struct{}{}:
+			default: // workers busy: skip
+			}
+		}
+	}
+	close(tokens)
+	wg.Wait()
+}
+
+// hog downloads and uploads through url without pause until ctx ends,
+// counting the bytes each way.
+func hog(ctx context.Context, addr, url string, down, up *atomic.Int64) {
+	c := visitor(addr, 4)
+	c.Timeout = 0
+	defer c.CloseIdleConnections()
+	const size = 64 << 20
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"?size="+strconv.Itoa(size), nil)
+			resp, err := c.Do(req)
+			if err != nil {
+				continue
+			}
+			io.Copy(countWriter{down}, resp.Body)
+			resp.Body.Close()
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		buf := make([]byte, size)
+		for ctx.Err() == nil {
+			body := &countReader{r: bytes.NewReader(buf), n: up}
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPut, url, body)
+			req.ContentLength = size
+			resp, err := c.Do(req)
+			if err != nil {
+				continue
+			}
+			drain(resp.Body)
+			resp.Body.Close()
+		}
+	}()
+	wg.Wait()
+}
+
+type countWriter struct{ n *atomic.Int64 }
+
+func (w countWriter) Write(p []byte) (int, error) {
+	w.n.Add(int64(len(p)))
+	return len(p), nil
+}
+
+// countReader counts bytes as the transport takes them.
+type countReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
