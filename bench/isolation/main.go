@@ -10,7 +10,7 @@
 // phases alternate, so that other activity on the machine affects both
 // alike, and the samples of each condition are pooled.
 //
-//	go run ./bench/isolation                 # builds porthole, about 90 s
+//	go run ./bench/isolation                 # builds porthole; about 3 minutes
 //	go run ./bench/isolation -rounds 5 -phase 15s -json
 package main
 
