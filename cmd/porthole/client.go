@@ -199,7 +199,8 @@ func runClient(cmd *cobra.Command, g *globalFlags, cf *clientFlags, specs []clie
 		return err
 	}
 	if err := cfg.Validate(); err != nil {
-		return err
+		// Flags and config values the client can check itself.
+		return usageError{err}
 	}
 	if err := cf.inspect.Validate(); err != nil {
 		return usageError{err}
@@ -227,7 +228,8 @@ func runClient(cmd *cobra.Command, g *globalFlags, cf *clientFlags, specs []clie
 		Inspector: store,
 	})
 	if err != nil {
-		return err
+		// The tunnels' flags or config values are wrong.
+		return usageError{err}
 	}
 	host, _, _ := net.SplitHostPort(cfg.InspectAddr)
 	h := inspect.NewHandler(inspect.Options{

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/porthole/porthole/internal/config"
 	"github.com/porthole/porthole/internal/names"
 )
@@ -170,8 +172,14 @@ func (t *TunnelConfig) validate() error {
 		}
 	}
 	for _, h := range append(append(append([]string(nil), t.RequireHeader...), t.RequestHeaderAdd...), t.ResponseHeaderAdd...) {
-		if n, _, ok := strings.Cut(h, ":"); !ok || strings.TrimSpace(n) == "" {
+		n, v, ok := strings.Cut(h, ":")
+		if !ok || !httpguts.ValidHeaderFieldName(strings.TrimSpace(n)) || !httpguts.ValidHeaderFieldValue(strings.TrimSpace(v)) {
 			return fmt.Errorf("header %q: want \"Name: value\"", h)
+		}
+	}
+	for _, n := range append(append([]string(nil), t.RequestHeaderRemove...), t.ResponseHeaderRemove...) {
+		if !httpguts.ValidHeaderFieldName(strings.TrimSpace(n)) {
+			return fmt.Errorf("header name %q is not valid", n)
 		}
 	}
 	for _, c := range append(append([]string(nil), t.AllowCIDR...), t.DenyCIDR...) {
