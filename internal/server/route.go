@@ -79,15 +79,8 @@ func (r *route) pick(skip *tunnel) *tunnel {
 	}
 	now := time.Now().UnixNano()
 	var best, fallback *tunnel
-	usable := 0
-	start := 0
-	if r.strategy == protocol.PoolLeastStreams {
-		// Look from a rotating member on, so that equally busy members
-		// take turns rather than the first one getting every visitor.
-		start = int(r.next.Add(1) % uint64(len(ms)))
-	}
-	for i := range ms {
-		m := ms[(start+i)%len(ms)]
+	usable, ties := 0, 0
+	for _, m := range ms {
 		if m == skip {
 			continue
 		}
@@ -96,21 +89,27 @@ func (r *route) pick(skip *tunnel) *tunnel {
 			continue
 		}
 		usable++
-		if best == nil || m.active.Load() < best.active.Load() {
-			best = m
+		switch a := m.active.Load(); {
+		case best == nil || a < best.active.Load():
+			best, ties = m, 1
+		case a == best.active.Load():
+			ties++
 		}
 	}
 	if usable == 0 {
 		return fallback
 	}
-	if r.strategy == protocol.PoolLeastStreams {
-		return best
-	}
 	// Round robin over the usable members only, so a member's share is
-	// spread evenly over the others while it is out.
-	k := int(r.next.Add(1) % uint64(usable))
+	// spread evenly over the others while it is out; least-streams takes
+	// turns the same way among the least busy.
+	least := r.strategy == protocol.PoolLeastStreams
+	n := usable
+	if least {
+		n = ties
+	}
+	k := int(r.next.Add(1) % uint64(n))
 	for _, m := range ms {
-		if m == skip || !m.usable(now) {
+		if m == skip || !m.usable(now) || (least && m.active.Load() != best.active.Load()) {
 			continue
 		}
 		if k == 0 {
