@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -68,45 +69,34 @@ func run(ctx context.Context, dir string, o options) (*result, error) {
 		keys[u] = k
 	}
 
-	// The apps: small answers for the flooded and the measured tunnel,
-	// endless bodies both ways for the bandwidth user.
-	small := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
-	chunk := make([]byte, 64<<10)
-	for i := range chunk {
-		chunk[i] = byte(rand.Uint32())
+	// The apps: the measured tunnel's here; the flooded tunnel's and the
+	// bandwidth user's in a process of their own, so that serving the
+	// abuse does not share this process with the measurement.
+	victimPort, stopVictim, err := startApp(smallApp())
+	if err != nil {
+		return nil, err
 	}
-	bulk := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPut {
-			n := drain(r.Body)
-			io.WriteString(w, strconv.FormatInt(n, 10))
-			return
-		}
-		size, _ := strconv.ParseInt(r.URL.Query().Get("size"), 10, 64)
-		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
-		for size > 0 {
-			n := min(size, int64(len(chunk)))
-			if _, err := w.Write(chunk[:n]); err != nil {
-				return
-			}
-			size -= n
-		}
-	})
-	hosts, ports := map[string]string{}, map[string]int{}
-	for _, a := range []struct {
-		user string
-		h    http.Handler
-	}{{"flooded", small}, {"hog", bulk}, {"victim", small}} {
-		port, stop, err := startApp(a.h)
-		if err != nil {
-			return nil, err
-		}
-		defer stop()
-		c, host, err := startClient(dir, o.bin, a.user, srv, port, keys[a.user])
+	defer stopVictim()
+	apps, err := startProc(dir, "apps", selfExe(), "-role", "apps")
+	if err != nil {
+		return nil, err
+	}
+	defer apps.stop()
+	m, err := apps.waitFor(apps.stdout, regexp.MustCompile(`ports (\d+) (\d+)`), 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	ports := map[string]int{"victim": victimPort}
+	ports["flooded"], _ = strconv.Atoi(m[1])
+	ports["hog"], _ = strconv.Atoi(m[2])
+	hosts := map[string]string{}
+	for _, user := range []string{"flooded", "hog", "victim"} {
+		c, host, err := startClient(dir, o.bin, user, srv, ports[user], keys[user])
 		if err != nil {
 			return nil, err
 		}
 		defer c.stop()
-		hosts[a.user], ports[a.user] = host, port
+		hosts[user] = host
 	}
 	log.Printf("server %s; tunnels %v", srv.http, hosts)
 
@@ -167,11 +157,22 @@ func run(ctx context.Context, dir string, o options) (*result, error) {
 		abuse.add(st)
 		loaded, errLoaded = append(loaded, d...), errLoaded+e
 		directLoaded = append(directLoaded, dd...)
+		if u := summarise(unloaded[len(unloaded)-len(d):], 0).P99ms; u > 0 {
+			res.RoundRatios = append(res.RoundRatios, summarise(d, 0).P99ms/u)
+		}
 		log.Printf("round %d loaded:   %s; direct p99=%.2fms", r+1, summarise(d, e), summarise(dd, 0).P99ms)
 		time.Sleep(time.Second) // let the abuse drain
 	}
 	res.Unloaded, res.Loaded = summarise(unloaded, errUnloaded), summarise(loaded, errLoaded)
 	res.DirectUnloaded, res.DirectLoaded = summarise(directUnloaded, 0), summarise(directLoaded, 0)
+	if res.DirectUnloaded.P99ms > 0 {
+		res.DirectP99Ratio = res.DirectLoaded.P99ms / res.DirectUnloaded.P99ms
+	}
+	if len(res.RoundRatios) > 0 {
+		r := slices.Clone(res.RoundRatios)
+		slices.Sort(r)
+		res.MedianRoundRatio = r[len(r)/2]
+	}
 	if res.Unloaded.P99ms > 0 {
 		res.P99Ratio = res.Loaded.P99ms / res.Unloaded.P99ms
 	}
@@ -183,6 +184,61 @@ func run(ctx context.Context, dir string, o options) (*result, error) {
 	res.ServerCPULoaded = 100 * cpuLoaded / timeLoaded
 	res.LimitHits = srv.limitHits()
 	return res, nil
+}
+
+func smallApp() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+}
+
+// bulkApp sends ?size= bytes, or takes an upload of any size.
+func bulkApp() http.Handler {
+	chunk := make([]byte, 64<<10)
+	for i := range chunk {
+		chunk[i] = byte(rand.Uint32())
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut {
+			n := drain(r.Body)
+			io.WriteString(w, strconv.FormatInt(n, 10))
+			return
+		}
+		size, _ := strconv.ParseInt(r.URL.Query().Get("size"), 10, 64)
+		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+		for size > 0 {
+			n := min(size, int64(len(chunk)))
+			if _, err := w.Write(chunk[:n]); err != nil {
+				return
+			}
+			size -= n
+		}
+	})
+}
+
+// runApps is the apps process: the flooded tunnel's app and the bandwidth
+// user's, until interrupted.
+func runApps() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	small, stopSmall, err := startApp(smallApp())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer stopSmall()
+	bulk, stopBulk, err := startApp(bulkApp())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer stopBulk()
+	fmt.Printf("ports %d %d\n", small, bulk)
+	<-ctx.Done()
+}
+
+func selfExe() string {
+	self, err := os.Executable()
+	if err != nil {
+		log.Fatal(err)
+	}
+	return self
 }
 
 // measure sends requests to url at rate per second for d, open loop (each
@@ -269,11 +325,7 @@ func runAbuse(addr, floodURL, hogURL string, rate float64) {
 type abuser struct{ p *proc }
 
 func startAbuse(dir string, round int, addr, floodURL, hogURL string, rate float64) (*abuser, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	p, err := startProc(dir, fmt.Sprintf("abuse-%d", round+1), self, "-role", "abuse", "-addr", addr,
+	p, err := startProc(dir, fmt.Sprintf("abuse-%d", round+1), selfExe(), "-role", "abuse", "-addr", addr,
 		"-flood-url", floodURL, "-hog-url", hogURL, "-flood-rate", strconv.FormatFloat(rate, 'f', -1, 64))
 	if err != nil {
 		return nil, err
