@@ -146,8 +146,10 @@ func (a *access) check(r *http.Request) *denial {
 		return &denial{http.StatusForbidden, "Your address may not reach this tunnel.", "access_denied_address"}
 	}
 	for _, h := range a.require {
-		got := r.Header.Get(h.name)
-		if subtle.ConstantTimeCompare([]byte(got), []byte(h.value)) != 1 {
+		got, sent := r.Header[h.name]
+		// Sent, and the first value matches: "X-Flag:" requires the
+		// header with an empty value, not its absence.
+		if !sent || len(got) == 0 || subtle.ConstantTimeCompare([]byte(got[0]), []byte(h.value)) != 1 {
 			return &denial{http.StatusForbidden, "This tunnel requires a header your request did not carry.", "access_denied_header"}
 		}
 	}
