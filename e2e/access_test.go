@@ -85,6 +85,18 @@ func TestAccess(t *testing.T) {
 		if n := app.hits.Load(); n != 2 {
 			t.Fatalf("the app saw %d requests; want only the 2 with valid credentials", n)
 		}
+		// The app receives the visitor's Authorization header, unless a
+		// rule removes it.
+		expect(t, "alice", poolDo(v1, http.MethodGet, url+"/headers", "", accBasic("alice", accAlicePW)), 200)
+		if app.lastHeaders().Get("Authorization") == "" {
+			t.Fatal("the app did not get the Authorization header")
+		}
+		stripped := client(t, app.port, "--subdomain", "locked-stripped", "--basic-auth", "alice:"+accAlicePW,
+			"--request-header-remove", "Authorization").forwarding(t)
+		expect(t, "alice, header removed", poolDo(v1, http.MethodGet, stripped+"/headers", "", accBasic("alice", accAlicePW)), 200)
+		if got := app.lastHeaders().Values("Authorization"); len(got) > 0 {
+			t.Fatalf("the app got Authorization %q although a rule removes it", got)
+		}
 	})
 
 	t.Run("CIDR", func(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -131,30 +133,51 @@ func TestPool(t *testing.T) {
 		apps := apps3(t)
 		_, url := members(t, "refuse", apps)
 		poolCount(t, visitor, url, 30)
+		cHits := apps[2].hits.Load()
 		apps[2].refuse()
-		// Every request still succeeds: the one that hits C is retried
-		// on another member, and C leaves the rotation at once.
+		// A POST cannot be retried: of three in a row, the one that lands
+		// on C gets 502 and reaches no app; C leaves the rotation at once.
+		before := apps[0].hits.Load() + apps[1].hits.Load()
+		var posts []string
+		for range 3 {
+			r := poolDo(visitor, http.MethodPost, url, "body")
+			if r.err != nil {
+				t.Fatalf("POST with C refusing: %v", r.err)
+			}
+			posts = append(posts, fmt.Sprint(r.status))
+		}
+		if slices.Sort(posts); strings.Join(posts, " ") != "200 200 502" {
+			t.Fatalf("three POSTs with C refusing: %v; want one 502", posts)
+		}
+		if n := apps[0].hits.Load() + apps[1].hits.Load() - before; n != 2 {
+			t.Fatalf("the apps saw %d of the POSTs, want 2", n)
+		}
+		// C's share goes evenly to A and B.
 		got := poolCount(t, visitor, url, 90)
 		if got["C"] != 0 || got["A"] < 36 || got["B"] < 36 {
 			t.Fatalf("with C's app refusing: %v; want A and B about 45 each", got)
 		}
-		// A POST cannot be retried: when it lands on C it gets 502, and
-		// never reaches any app twice.
-		postHits := apps[0].hits.Load() + apps[1].hits.Load()
-		var ok, bad int
-		for range 6 {
-			r := poolDo(visitor, http.MethodPost, url, "body")
-			switch {
-			case r.err == nil && r.status == 200:
-				ok++
-			case r.err == nil && r.status == http.StatusBadGateway:
-				bad++
-			default:
-				t.Fatalf("POST with C refusing: %s", r)
-			}
+		// After its time out of the rotation C is tried again: whichever
+		// idempotent request without a body lands on it is retried on
+		// another member, so every one succeeds.
+		retries := func() int {
+			return s.p.count(`"msg":"retrying on another pool member","host":"refuse.tun.test"`)
 		}
-		if n := apps[0].hits.Load() + apps[1].hits.Load() - postHits; n != int64(ok) {
-			t.Fatalf("%d POSTs answered 200 but the apps saw %d", ok, n)
+		retried := retries()
+		methods := []string{http.MethodGet, http.MethodHead, http.MethodDelete, http.MethodOptions, http.MethodPut}
+		i := 0
+		poolWaitFor(t, "C tried again and the request retried", 20*time.Second, func() bool {
+			for range 10 {
+				m := methods[i%len(methods)]
+				i++
+				if r := poolDo(visitor, m, url, ""); r.err != nil || r.status != 200 {
+					t.Fatalf("%s with C refusing: %s", m, r)
+				}
+			}
+			return retries() > retried
+		})
+		if apps[2].hits.Load() != cHits {
+			t.Fatal("C's app counted requests while refusing")
 		}
 		// Once C's app is back it gets visitors again (after its time out
 		// of the rotation).
@@ -249,6 +272,31 @@ func TestPool(t *testing.T) {
 		apps[2].healthy.Store(true)
 		poolWaitFor(t, "C back after recovering", 15*time.Second, func() bool {
 			return poolCount(t, visitor, url, 6)["C"] > 0
+		})
+	})
+
+	t.Run("ConfigFile", func(t *testing.T) {
+		a, b := startPoolApp(t, "A"), startPoolApp(t, "B")
+		cfg := filepath.Join(t.TempDir(), "porthole.toml")
+		writeAccFile(t, cfg, fmt.Sprintf(`
+[tunnels.web]
+proto = "http"
+addr = %q
+subdomain = "cfgpool"
+pool = true
+pool_strategy = "round-robin"
+health_path = "/ok"
+health_interval = "1s"
+`, a.port))
+		p := idStart(t, "start", "--config", cfg, "--server", s.tunnelURL, "--inspect-addr", "127.0.0.1:0")
+		url := p.forwarding(t)
+		members(t, "cfgpool", []*poolApp{b})
+		if got := poolCount(t, visitor, url, 20); got["A"] != 10 || got["B"] != 10 {
+			t.Fatalf("a member from a config file and one from flags: %v", got)
+		}
+		a.healthy.Store(false)
+		poolWaitFor(t, "unhealthy A out of rotation", 15*time.Second, func() bool {
+			return poolCount(t, visitor, url, 6)["A"] == 0
 		})
 	})
 
