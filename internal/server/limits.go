@@ -87,6 +87,25 @@ func (s *Server) userSessions(ss *session) int {
 	return n
 }
 
+// closeStale ends older sessions of ss's client. A client has one session
+// at a time, so an older one is a connection that died without either side
+// noticing yet; requests sent on it would hang until the heartbeat gives
+// up, so they fail at once instead and the new session takes the names.
+func (s *Server) closeStale(ss *session) {
+	s.mu.Lock()
+	var stale []*session
+	for _, o := range s.sessions {
+		if o != ss && o.owner == ss.owner {
+			stale = append(stale, o)
+		}
+	}
+	s.mu.Unlock()
+	for _, o := range stale {
+		o.log.Info("replaced by a newer session of the same client")
+		o.mux.Close()
+	}
+}
+
 // tooMany answers a visitor refused by a limit: 429 with Retry-After.
 func (s *Server) tooMany(w http.ResponseWriter, r *http.Request, kind limits.Kind, wait time.Duration, what string) {
 	w.Header().Set("Retry-After", strconv.Itoa(limits.RetryAfterSeconds(wait)))

@@ -101,7 +101,11 @@ func (ss *session) run() {
 		welcomeToken = resume
 	}
 	sum := sha256.Sum256([]byte(resume))
+	// Written under the server's lock: other sessions read it there.
+	ss.srv.mu.Lock()
 	ss.owner = registry.Owner{User: ss.ident.User, Client: hex.EncodeToString(sum[:16])}
+	ss.srv.mu.Unlock()
+	ss.srv.closeStale(ss)
 	if max := ss.lim.MaxSessionsPerUser; max > 0 && !ss.ident.Anonymous() {
 		if n := ss.srv.userSessions(ss); n >= max {
 			ss.srv.hits.Hit(limits.UserSessions, "user", ss.ident.User)
