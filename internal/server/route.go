@@ -164,6 +164,9 @@ func (s *Server) claim(ss *session, t *tunnel, key string, pool *protocol.Pool) 
 		return nil
 	}
 	if oldRoute != nil && oldRoute.pool {
+		if old.Owner.User != ss.ident.User {
+			return protocol.Err(takenCode(key), true, "%s is in use by another user's pool", displayKey(key))
+		}
 		return protocol.Err(takenCode(key), true, "%s is served by a pool; bind it with --pool", displayKey(key))
 	}
 	var prev *tunnel
