@@ -1,6 +1,7 @@
 package server
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -231,7 +232,11 @@ func TestClaimPool(t *testing.T) {
 	// Another user may not join, nor take the name without a pool.
 	bob := claimSession("bob", "c3")
 	wantCode(t, s.claim(bob, &tunnel{sess: bob}, key, pool), protocol.CodeNameTaken)
-	wantCode(t, s.claim(bob, &tunnel{sess: bob}, key, nil), protocol.CodeNameTaken)
+	err := s.claim(bob, &tunnel{sess: bob}, key, nil)
+	wantCode(t, err, protocol.CodeNameTaken)
+	if msg := err.Error(); !strings.Contains(msg, "another user") || strings.Contains(msg, "--pool") {
+		t.Fatalf("bob without a pool is told %q; want another user's name, and no advice to use --pool", msg)
+	}
 	// Nor may the same user's client without --pool.
 	a3 := claimSession("alice", "c4")
 	wantCode(t, s.claim(a3, &tunnel{sess: a3}, key, nil), protocol.CodeNameTaken)
