@@ -40,10 +40,17 @@ func (t *tunnel) healthLoop(w *protocol.Writer, done <-chan struct{}) {
 				t.log.Warn("local app unhealthy: the server sends no visitors here until it recovers", "check", url, "reason", reason)
 			}
 		}
+		next := tick.C
+		if healthy != reported && t.currentID() == "" {
+			// A change the server has not heard of, and the tunnel is not
+			// bound yet (the loop starts with the session): check again
+			// soon rather than an interval later.
+			next = time.After(min(every, 200*time.Millisecond))
+		}
 		select {
 		case <-done:
 			return
-		case <-tick.C:
+		case <-next:
 		}
 	}
 }
