@@ -275,6 +275,17 @@ func TestPool(t *testing.T) {
 		})
 	})
 
+	t.Run("StartsUnhealthy", func(t *testing.T) {
+		// A member whose app fails its check from the start is out of the
+		// rotation as soon as it is bound, not one interval later.
+		a, b := startPoolApp(t, "A"), startPoolApp(t, "B")
+		b.healthy.Store(false)
+		_, url := members(t, "late", []*poolApp{a, b}, "--health-path", "/ok", "--health-interval", "60s")
+		poolWaitFor(t, "B out of rotation", 10*time.Second, func() bool {
+			return poolCount(t, visitor, url, 6)["B"] == 0
+		})
+	})
+
 	t.Run("ConfigFile", func(t *testing.T) {
 		a, b := startPoolApp(t, "A"), startPoolApp(t, "B")
 		cfg := filepath.Join(t.TempDir(), "porthole.toml")
@@ -381,7 +392,7 @@ func TestPoolUsers(t *testing.T) {
 		{"--subdomain", "shop"},
 	} {
 		p := s.client(t, c.port, append([]string{"--api-key", bob}, flags...)...)
-		p.refused(t, `shop\.tun\.test`)
+		p.refused(t, `shop\.tun\.test is in use by another user`)
 		if code := p.exit(t, time.Second); code != 1 {
 			t.Fatalf("bob %v: exit %d, want 1", flags, code)
 		}
