@@ -213,6 +213,9 @@ func (a *access) denies(ip netip.Addr) bool {
 	if a == nil {
 		return false
 	}
+	// Prefix.Contains never matches an address with a zone
+	// ("fe80::1%eth0"): a link-local visitor would pass any rule.
+	ip = ip.WithZone("")
 	return slices.ContainsFunc(a.deny, func(p netip.Prefix) bool { return p.Contains(ip) }) ||
 		(len(a.allow) > 0 && !slices.ContainsFunc(a.allow, func(p netip.Prefix) bool { return p.Contains(ip) }))
 }
