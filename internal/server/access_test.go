@@ -100,6 +100,7 @@ func TestCompileAccessRejects(t *testing.T) {
 func TestAccessCIDR(t *testing.T) {
 	allow := mustAccess(t, protocol.Access{AllowCIDR: []string{"10.0.0.0/8", " 192.0.2.7 ", "2001:db8::/32"}})
 	deny := mustAccess(t, protocol.Access{DenyCIDR: []string{"10.1.2.3/8", "::1"}})
+	zoned := mustAccess(t, protocol.Access{DenyCIDR: []string{"fe80::/10"}})
 	both := mustAccess(t, protocol.Access{AllowCIDR: []string{"10.0.0.0/8"}, DenyCIDR: []string{"10.9.0.0/16"}})
 	for _, tc := range []struct {
 		a      *access
@@ -118,6 +119,10 @@ func TestAccessCIDR(t *testing.T) {
 		{deny, "[::1]:80", true},
 		{deny, "127.0.0.1:80", false},
 		{deny, "[::ffff:10.0.0.1]:80", true},
+		{deny, "[fe80::1%eth0]:80", false},
+		{zoned, "[fe80::1%eth0]:80", true}, // a zone does not slip past a rule
+		{zoned, "[fe80::1]:80", true},
+		{zoned, "[fec0::1]:80", false},
 		{both, "10.8.0.1:1", false},
 		{both, "10.9.0.1:1", true}, // deny wins over allow
 		{both, "172.16.0.1:1", true},
