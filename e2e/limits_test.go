@@ -8,7 +8,9 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -131,6 +133,46 @@ func TestLimitsPerUser(t *testing.T) {
 		c.stop()
 	})
 
+	t.Run("BandwidthSharedByUser", func(t *testing.T) {
+		// No bandwidth limit on the server; ivan's own is 4 MiB/s, shared
+		// by his two clients: 2 x 8 MiB take about 4 s, not 2.
+		key := s.limUserKey(t, "ivan", "--max-sessions", "2", "--max-tunnels", "2", "--bandwidth", strconv.Itoa(4<<20))
+		big := limStartBigApp(t, 8<<20)
+		var hosts []string
+		for range 2 {
+			hosts = append(hosts, hostOfURL(t, s.client(t, big, "--api-key", key).forwarding(t)))
+		}
+		vis := s.limVisitor(t, "")
+		vis.Timeout = time.Minute
+		start := time.Now()
+		var wg sync.WaitGroup
+		for _, h := range hosts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := vis.Get("http://" + h + "/")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer resp.Body.Close()
+				if n, err := io.Copy(io.Discard, resp.Body); err != nil || n != 8<<20 {
+					t.Errorf("downloaded %d bytes: %v", n, err)
+				}
+			}()
+		}
+		wg.Wait()
+		took := time.Since(start)
+		t.Logf("2 x 8 MiB for one user at 4 MiB/s: %v", took.Round(time.Millisecond))
+		// (16 MiB - the two buckets' 0.8 MiB) / 4 MiB/s: at least 3.8 s.
+		if took < 3500*time.Millisecond {
+			t.Fatalf("2 x 8 MiB took %v: the user's limit is not shared by the user's clients", took)
+		}
+		if s.limitHits(t, "user_bandwidth") == 0 {
+			t.Fatal("shaping not counted")
+		}
+	})
+
 	t.Run("OverrideBackToDefault", func(t *testing.T) {
 		s.mustAdmin(t, "users", "limits", "carol", "--max-tunnels", "default", "--max-sessions", "default", "--requests-per-second", "default")
 		if out := s.mustAdmin(t, "users", "limits", "carol"); out != "carol: server defaults" {
@@ -208,7 +250,7 @@ func TestLimitsAbuseLeavesServerServing(t *testing.T) {
 	key := s.limUserKey(t, "frank")
 	c := s.client(t, app.port, "--api-key", key)
 	host := hostOfURL(t, c.forwarding(t))
-	ips := limLoopbackIPs(t, s.tunnelAddr, 4)
+	ips := limLoopbackIPs(s.tunnelAddr, 4)
 	vis := s.limVisitor(t, "")
 	serves := func(what string) {
 		t.Helper()
@@ -288,7 +330,8 @@ func TestLimitsAbuseLeavesServerServing(t *testing.T) {
 	if refused.Load() != 2000 || other.Load() != 0 {
 		t.Fatalf("handshake flood: %d refused, %d other outcomes; want all 2000 refused", refused.Load(), other.Load())
 	}
-	// A new client still gets in (from an address the flood did not use).
+	// A new client still gets in (from 127.0.0.1, which the flood did not
+	// use where other loopback addresses exist; else after a backoff).
 	c2 := s.client(t, app.port, "--api-key", s.limUserKey(t, "grace"))
 	host2 := hostOfURL(t, c2.forwarding(t))
 	if code, _, _, err := limGet(vis, "http://"+host2+"/"); err != nil || code != 200 {

@@ -647,7 +647,7 @@ func TestLimitVisitorConnectionsPerIP(t *testing.T) {
 	var out string
 	deadline := time.Now().Add(5 * time.Second)
 	for !strings.HasPrefix(out, "HTTP/1.1 429") && time.Now().Before(deadline) {
-		out = rawExchange(t, addr, []byte("GET / HTTP/1.1\r\nHost: "+strings.TrimPrefix(url, "http://")+"\r\n\r\n"), false)
+		out = rawExchange(t, addr, []byte("GET / HTTP/1.1\r\nHost: "+strings.TrimPrefix(url, "http://")+"\r\nConnection: close\r\n\r\n"), false)
 	}
 	if !strings.HasPrefix(out, "HTTP/1.1 429") || !strings.Contains(out, "Retry-After: 1\r\n") ||
 		!strings.Contains(out, "X-Porthole-Error: "+string(limits.VisitorConnections)) {
