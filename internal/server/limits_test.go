@@ -30,6 +30,9 @@ import (
 	"github.com/porthole/porthole/internal/tunneltest"
 )
 
+// limRace is set when the tests run under the race detector.
+var limRace bool
+
 // limHits reads porthole_limit_hits_total for kind.
 func limHits(t *testing.T, srv *tunneltest.Server, kind limits.Kind) float64 {
 	t.Helper()
@@ -250,9 +253,13 @@ func TestLimitHitLogIsThrottled(t *testing.T) {
 func TestLimitBandwidth(t *testing.T) {
 	size, rate := int64(100<<20), int64(10<<20)
 	lo, hi := 7*time.Second, 16*time.Second
-	if testing.Short() {
+	switch {
+	case testing.Short():
 		size, rate = 16<<20, 4<<20
 		lo, hi = 2500*time.Millisecond, 10*time.Second
+	case limRace:
+		size, rate = 24<<20, 3<<20
+		lo, hi = 5500*time.Millisecond, 16*time.Second
 	}
 	var received atomic.Int64
 	srv, _, url := tunnel(t, func(w http.ResponseWriter, r *http.Request) {
