@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -286,6 +287,28 @@ func TestPool(t *testing.T) {
 		poolWaitFor(t, "B out of rotation", 10*time.Second, func() bool {
 			return poolCount(t, visitor, url, 6)["B"] == 0
 		})
+	})
+
+	t.Run("VisitorErrorsKeepMembers", func(t *testing.T) {
+		// A visitor whose request body breaks off is the visitor's
+		// failure, not the member's: it must not take members out.
+		a, b := startPoolApp(t, "A"), startPoolApp(t, "B")
+		_, url := members(t, "sturdy", []*poolApp{a, b})
+		host := strings.TrimPrefix(url, "http://")
+		for range 4 {
+			c, err := net.Dial("tcp", s.httpAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: %s\r\nContent-Length: 1000\r\n\r\nonly ten b", host)
+			c.(*net.TCPConn).CloseWrite()
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			io.Copy(io.Discard, c)
+			c.Close()
+		}
+		if got := poolCount(t, visitor, url, 20); got["A"] != 10 || got["B"] != 10 {
+			t.Fatalf("after visitors broke off their requests: %v; want both members in rotation", got)
+		}
 	})
 
 	t.Run("ConfigFile", func(t *testing.T) {
