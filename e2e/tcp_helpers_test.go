@@ -56,7 +56,7 @@ type tcpServer struct {
 
 func startTCPServer(t *testing.T, extra ...string) *tcpServer {
 	t.Helper()
-	lo, hi := tcpPortRange(t, 8)
+	lo, hi := tcpPortRange(t, 16)
 	s := startCoreServer(t, append([]string{"--tcp-ports", fmt.Sprintf("%d-%d", lo, hi)}, extra...)...)
 	return &tcpServer{coreServer: s, lo: lo, hi: hi}
 }
