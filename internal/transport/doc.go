@@ -3,7 +3,8 @@
 // HTTP proxies and CDNs.
 //
 // It owns the WebSocket handshake (github.com/coder/websocket), the
-// multiplexer (github.com/hashicorp/yamux) and their tuning. It does not
+// multiplexer (github.com/hashicorp/yamux), the optional zstd compression
+// below it (compress.go) and their tuning. It does not
 // read or write control messages (package protocol) nor decide who may
 // connect (the server does, before calling Accept).
 package transport
