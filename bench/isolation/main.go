@@ -20,10 +20,12 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"time"
 )
 
@@ -137,9 +139,10 @@ type result struct {
 	HogDownMiBps, HogUpMiBps float64
 	// LimitHits from the server's /metrics at the end.
 	LimitHits map[string]float64 `json:"limit_hits"`
-	// ServerCPU is the server's CPU use (percent of one core) in each
-	// condition.
-	ServerCPUUnloaded, ServerCPULoaded float64
+	// CPUUnloaded and CPULoaded are each process's CPU use, in percent
+	// of one core, in each condition.
+	CPUUnloaded map[string]float64 `json:"cpu_unloaded"`
+	CPULoaded   map[string]float64 `json:"cpu_loaded"`
 }
 
 func (r *result) print(w *os.File) {
@@ -157,7 +160,15 @@ func (r *result) print(w *os.File) {
 		r.FloodSent, r.FloodAchieved, r.Config.FloodRate, r.Flood200, r.Flood429, r.FloodOther)
 	fmt.Fprintf(w, "bandwidth user: %.2f MiB/s down, %.2f MiB/s up (limit %.0f MiB/s each way)\n",
 		r.HogDownMiBps, r.HogUpMiBps, float64(r.Config.BandwidthBytes)/(1<<20))
-	fmt.Fprintf(w, "server CPU: %.0f%% unloaded, %.0f%% loaded (of one core)\n", r.ServerCPUUnloaded, r.ServerCPULoaded)
+	fmt.Fprintf(w, "CPU, percent of one core, unloaded -> loaded:\n")
+	names := slices.Sorted(maps.Keys(r.CPULoaded))
+	total := [2]float64{}
+	for _, k := range names {
+		fmt.Fprintf(w, "  %-22s %5.1f -> %5.1f\n", k, r.CPUUnloaded[k], r.CPULoaded[k])
+		total[0] += r.CPUUnloaded[k]
+		total[1] += r.CPULoaded[k]
+	}
+	fmt.Fprintf(w, "  %-22s %5.1f -> %5.1f (of %d00)\n", "all", total[0], total[1], r.Config.CPUs)
 	fmt.Fprintf(w, "limit hits:")
 	for _, k := range []string{"tunnel_requests_per_second", "user_bandwidth"} {
 		fmt.Fprintf(w, " %s=%.0f", k, r.LimitHits[k])

@@ -90,6 +90,8 @@ func run(ctx context.Context, dir string, o options) (*result, error) {
 	ports["flooded"], _ = strconv.Atoi(m[1])
 	ports["hog"], _ = strconv.Atoi(m[2])
 	hosts := map[string]string{}
+	// CPU time by process, to see who competes for the CPUs.
+	cpu := map[string]func() float64{"server": srv.cpuSeconds, "apps (flooded, hog)": apps.cpuSeconds, "this (measuring)": selfCPUSeconds}
 	for _, user := range []string{"flooded", "hog", "victim"} {
 		c, host, err := startClient(dir, o.bin, user, srv, ports[user], keys[user])
 		if err != nil {
@@ -97,6 +99,7 @@ func run(ctx context.Context, dir string, o options) (*result, error) {
 		}
 		defer c.stop()
 		hosts[user] = host
+		cpu["client "+user] = c.cpuSeconds
 	}
 	log.Printf("server %s; tunnels %v", srv.http, hosts)
 
@@ -127,12 +130,25 @@ func run(ctx context.Context, dir string, o options) (*result, error) {
 
 	var unloaded, loaded, directUnloaded, directLoaded []time.Duration
 	var errUnloaded, errLoaded int
-	var cpuUnloaded, cpuLoaded, timeUnloaded, timeLoaded float64
+	var timeUnloaded, timeLoaded float64
+	cpuUnloaded, cpuLoaded := map[string]float64{}, map[string]float64{}
+	snap := func() map[string]float64 {
+		m := map[string]float64{}
+		for k, f := range cpu {
+			m[k] = f()
+		}
+		return m
+	}
+	addCPU := func(into, before map[string]float64) {
+		for k, f := range cpu {
+			into[k] += f() - before[k]
+		}
+	}
 	var abuse abuseStats
 	for r := range o.rounds {
-		c0, t0 := srv.cpuSeconds(), time.Now()
+		c0, t0 := snap(), time.Now()
 		d, dd, e := phase()
-		cpuUnloaded += srv.cpuSeconds() - c0
+		addCPU(cpuUnloaded, c0)
 		timeUnloaded += time.Since(t0).Seconds()
 		unloaded, errUnloaded = append(unloaded, d...), errUnloaded+e
 		directUnloaded = append(directUnloaded, dd...)
@@ -146,9 +162,11 @@ func run(ctx context.Context, dir string, o options) (*result, error) {
 			return nil, err
 		}
 		time.Sleep(time.Second) // let the abuse reach its pace
-		c0, t0 = srv.cpuSeconds(), time.Now()
+		c0, t0 = snap(), time.Now()
+		ab0 := ab.p.cpuSeconds()
 		d, dd, e = phase()
-		cpuLoaded += srv.cpuSeconds() - c0
+		addCPU(cpuLoaded, c0)
+		cpuLoaded["abuse (flood, hog)"] += ab.p.cpuSeconds() - ab0
 		timeLoaded += time.Since(t0).Seconds()
 		st, err := ab.finish()
 		if err != nil {
@@ -180,8 +198,13 @@ func run(ctx context.Context, dir string, o options) (*result, error) {
 	res.FloodAchieved = float64(abuse.Sent) / abuse.Seconds
 	res.HogDownMiBps = float64(abuse.Down) / abuse.Seconds / (1 << 20)
 	res.HogUpMiBps = float64(abuse.Up) / abuse.Seconds / (1 << 20)
-	res.ServerCPUUnloaded = 100 * cpuUnloaded / timeUnloaded
-	res.ServerCPULoaded = 100 * cpuLoaded / timeLoaded
+	res.CPUUnloaded, res.CPULoaded = map[string]float64{}, map[string]float64{}
+	for k, v := range cpuUnloaded {
+		res.CPUUnloaded[k] = 100 * v / timeUnloaded
+	}
+	for k, v := range cpuLoaded {
+		res.CPULoaded[k] = 100 * v / timeLoaded
+	}
 	res.LimitHits = srv.limitHits()
 	return res, nil
 }
@@ -231,6 +254,15 @@ func runApps() {
 	defer stopBulk()
 	fmt.Printf("ports %d %d\n", small, bulk)
 	<-ctx.Done()
+}
+
+// selfCPUSeconds is this process's CPU time so far.
+func selfCPUSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 func selfExe() string {
