@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/coder/websocket"
@@ -80,12 +81,39 @@ func Dial(ctx context.Context, url string, o DialOptions) (*Session, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	dialer := &net.Dialer{Timeout: o.Timeout, KeepAlive: 15 * time.Second}
+	var batcher *frameBatcher
 	tr := &http.Transport{
 		DialContext:         dialer.DialContext,
 		TLSClientConfig:     o.TLSConfig,
 		TLSHandshakeTimeout: o.Timeout,
 		ForceAttemptHTTP2:   false,
 		Proxy:               http.ProxyFromEnvironment,
+	}
+	if direct, err := noProxy(url); err == nil && direct {
+		// Without a proxy in between the connection is ours end to end:
+		// batch each WebSocket frame into one write (see frameBatcher),
+		// above TLS for wss:// so that a frame is also one TLS record.
+		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			batcher = &frameBatcher{Conn: c}
+			return batcher, nil
+		}
+		tr.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			raw, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			tc := tlsClient(raw, o.TLSConfig, addr)
+			if err := tc.HandshakeContext(ctx); err != nil {
+				raw.Close()
+				return nil, err
+			}
+			batcher = &frameBatcher{Conn: tc}
+			return batcher, nil
+		}
 	}
 	defer tr.CloseIdleConnections()
 	ws, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{
@@ -105,6 +133,9 @@ func Dial(ctx context.Context, url string, o DialOptions) (*Session, error) {
 		ws.Close(websocket.StatusProtocolError, "expected subprotocol "+protocol.Subprotocol)
 		return nil, &HandshakeError{Status: resp.StatusCode, Reason: protocol.Err(protocol.CodeUnsupportedVersion, true,
 			"server does not speak %s (is this a porthole tunnel listener?)", protocol.Subprotocol)}
+	}
+	if batcher != nil {
+		batcher.on.Store(true)
 	}
 	logCompression(o, compressed)
 	s, err := NewClientSession(nc, o.Mux)
@@ -138,4 +169,39 @@ func IsHandshakeError(err error) (*HandshakeError, bool) {
 	var he *HandshakeError
 	ok := errors.As(err, &he)
 	return he, ok
+}
+
+// noProxy reports whether the environment sends requests for rawURL
+// straight to the server rather than through an HTTP proxy.
+func noProxy(rawURL string) (bool, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return false, err
+	}
+	switch u.Scheme {
+	case "ws":
+		u.Scheme = "http"
+	case "wss":
+		u.Scheme = "https"
+	}
+	p, err := http.ProxyFromEnvironment(&http.Request{URL: u})
+	return p == nil, err
+}
+
+// tlsClient starts TLS on raw as http.Transport would: the configured
+// settings, the dialed host as server name unless one is set, HTTP/1.1.
+func tlsClient(raw net.Conn, cfg *tls.Config, addr string) *tls.Conn {
+	c := cfg.Clone()
+	if c == nil {
+		c = &tls.Config{}
+	}
+	if c.ServerName == "" {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			host = addr
+		}
+		c.ServerName = host
+	}
+	c.NextProtos = []string{"http/1.1"}
+	return tls.Client(raw, c)
 }
