@@ -218,7 +218,7 @@ func (c *Client) dial(ctx context.Context, url string) (*transport.Session, erro
 		Header:    h,
 		TLSConfig: c.deps.TLS,
 		Timeout:   c.cfg.HandshakeTimeout.D(),
-		Mux:       transport.Options{AcceptBacklog: 1024, Logger: c.log},
+		Mux:       transport.Options{AcceptBacklog: 1024, Logger: c.log, StreamWindow: uint32(c.cfg.StreamWindow)},
 		Compress:  c.cfg.Compress,
 	})
 	if err != nil {

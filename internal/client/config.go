@@ -35,6 +35,10 @@ type Config struct {
 	Reconnect Backoff `toml:"reconnect"`
 	// HandshakeTimeout bounds connect, TLS, WebSocket and hello.
 	HandshakeTimeout config.Duration `toml:"handshake_timeout"`
+	// StreamWindow is the multiplexer's per-stream receive window in
+	// bytes (0: the default, 4 MiB); it bounds an upload stream's speed
+	// over a long round trip.
+	StreamWindow int `toml:"stream_window"`
 	// Compress asks the server to compress the session's traffic; a
 	// server that refuses leaves it uncompressed (docs/compression.md).
 	Compress bool `toml:"compress"`
@@ -127,6 +131,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Reconnect.Base <= 0 || c.Reconnect.Max < c.Reconnect.Base {
 		bad("reconnect: base must be positive and max at least base")
+	}
+	if c.StreamWindow != 0 && (c.StreamWindow < 256<<10 || c.StreamWindow > 64<<20) {
+		bad("stream_window must be between 262144 and 67108864 bytes")
 	}
 	if c.HandshakeTimeout <= 0 {
 		bad("handshake_timeout must be positive")
