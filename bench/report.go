@@ -11,12 +11,13 @@ import (
 )
 
 // printReport writes the machine, the settings and the results table.
-func printReport(w io.Writer, o *options, res *results) {
+func printReport(w io.Writer, o *options, built string, res *results) {
 	procs := "Go default (" + fmt.Sprint(runtime.NumCPU()) + ")"
 	if o.gomaxprocs > 0 {
 		procs = fmt.Sprint(o.gomaxprocs)
 	}
 	fmt.Fprintf(w, "\nporthole benchmark, %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(w, "porthole: %s\n", built)
 	fmt.Fprintf(w, "machine: %s, %d CPUs, %s, kernel %s\n", cpuModel(), runtime.NumCPU(), runtime.Version(), kernel())
 	fmt.Fprintf(w, "settings: %d rounds, each direct then tunnel; req/s phases %s measured after %s warm-up; %d B responses; %s transfers; GOMAXPROCS %s; log level %s\n\n",
 		o.rounds, o.duration, o.warmup, o.size, o.transfer.String(), procs, o.logLevel)

@@ -135,7 +135,7 @@ func runBench(o *options) error {
 		}
 		res.sessions = p
 	}
-	printReport(os.Stdout, o, &res)
+	printReport(os.Stdout, o, r.built, &res)
 	return nil
 }
 

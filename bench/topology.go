@@ -12,15 +12,20 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/porthole/porthole/internal/version"
 )
 
 // runner starts the processes of a run and remembers where they log.
 type runner struct {
-	o    *options
-	dir  string // temporary: logs, data, configs
-	bin  string // the porthole binary
-	self string // this program, for the app and helper roles
-	env  []string
+	o   *options
+	dir string // temporary: logs, data, configs
+	bin string // the porthole binary
+	// built says what was measured: the binary's version, and the
+	// commit when this program built it.
+	built string
+	self  string // this program, for the app and helper roles
+	env   []string
 }
 
 func newRunner(o *options) (*runner, error) {
@@ -44,6 +49,20 @@ func newRunner(o *options) (*runner, error) {
 		if err := cmd.Run(); err != nil {
 			return nil, fmt.Errorf("build porthole (run from inside the repository, or pass -porthole): %w", err)
 		}
+		if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
+			r.built = "built from commit " + strings.TrimSpace(string(out))
+			if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+				r.built += " plus uncommitted changes"
+			}
+		}
+	}
+	switch {
+	case r.bin != "":
+		if out, err := exec.Command(r.bin, "version").Output(); err == nil {
+			r.built = strings.Trim(strings.TrimSpace(string(out))+", "+r.built, ", ")
+		}
+	default:
+		r.built = "server and client linked into this program (-profile), " + version.String()
 	}
 	return r, nil
 }
