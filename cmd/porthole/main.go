@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/porthole/porthole/internal/logging"
 	"github.com/porthole/porthole/internal/version"
 )
 
@@ -30,6 +31,7 @@ func usagef(format string, args ...any) error { return usageError{fmt.Errorf(for
 type globalFlags struct {
 	logFormat string
 	logLevel  string
+	closers   []func() // flush the loggers on exit
 }
 
 func main() {
@@ -71,6 +73,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := root.ExecuteContext(ctx)
+	for _, c := range g.closers {
+		c()
+	}
 	if err == nil {
 		return 0
 	}
@@ -83,20 +88,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
-// logger builds the process logger on stderr.
-func (g *globalFlags) logger(stderr io.Writer) (*slog.Logger, error) {
+// logger builds the process logger on w; run flushes it before exiting.
+func (g *globalFlags) logger(w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
 		return nil, usagef("--log-level %q: want debug, info, warn or error", g.logLevel)
 	}
-	opts := &slog.HandlerOptions{Level: level}
-	switch g.logFormat {
-	case "text":
-		return slog.New(slog.NewTextHandler(stderr, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(stderr, opts)), nil
+	log, closeLog, err := logging.New(w, g.logFormat, level)
+	if err != nil {
+		return nil, usageError{err}
 	}
-	return nil, usagef("--log-format %q: want text or json", g.logFormat)
+	g.closers = append(g.closers, closeLog)
+	return log, nil
 }
 
 func versionCmd() *cobra.Command {
