@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestCompress: tunnel compression with the built binary. A client that
@@ -23,7 +24,7 @@ func TestCompress(t *testing.T) {
 		srv := startTCPServer(t)
 		relay := startCompressRelay(t, srv.tunnelAddr)
 		tun := startTCPTunnel(t, srv.coreServer, echo.port(), "--compress", "--server", relay.wsURL())
-		if !strings.Contains(tun.errOut(), "session compressed") {
+		if !eventually(func() bool { return strings.Contains(tun.errOut(), "session compressed") }) {
 			t.Errorf("the client did not log its compressed session:\n%s", tun.errOut())
 		}
 		wire := compressEchoRoundTrip(t, relay, tun.public, data)
@@ -63,7 +64,7 @@ func TestCompress(t *testing.T) {
 		srv := startTCPServer(t, "--config", conf)
 		relay := startCompressRelay(t, srv.tunnelAddr)
 		tun := startTCPTunnel(t, srv.coreServer, echo.port(), "--compress", "--server", relay.wsURL())
-		if !strings.Contains(tun.errOut(), "compression refused by the server") {
+		if !eventually(func() bool { return strings.Contains(tun.errOut(), "compression refused by the server") }) {
 			t.Errorf("the client did not log the refusal:\n%s", tun.errOut())
 		}
 		if wire := compressEchoRoundTrip(t, relay, tun.public, data); wire < payload {
@@ -107,4 +108,17 @@ func TestCompress(t *testing.T) {
 			t.Errorf("compressed session, random data: %d bytes on the wire for %d", wire, n)
 		}
 	})
+}
+
+// eventually polls cond for a few seconds: log lines reach stderr within
+// the logger's flush interval, not at once.
+func eventually(cond func() bool) bool {
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
 }

@@ -129,11 +129,7 @@ func (c *Client) serveSession(ctx context.Context, url string, mux *transport.Se
 					// The client stops: free the names it did get now,
 					// rather than leave them held for a reconnect that
 					// will never come (a rerun would find them "in use").
-					for _, o := range c.tunnels {
-						if id := o.unbound(); id != "" {
-							w.Write(&protocol.Unbind{TunnelID: id})
-						}
-					}
+					c.releaseAll(ctrl, w, r)
 					return &FinalError{Err: fmt.Errorf("tunnel %s: %w", name, m)}
 				}
 				return fmt.Errorf("tunnel %s: %w", name, m)
@@ -305,6 +301,36 @@ func certificateRefused(err error) bool {
 		return true
 	}
 	return false
+}
+
+// releaseSeq marks the ping that follows a final release of names.
+const releaseSeq = 1 << 63
+
+// releaseAll unbinds every tunnel and waits (briefly) until the server has
+// handled it: the server reads control messages in order, so the pong to a
+// ping sent after the unbinds means they are done, and a client run again
+// at once finds its names free.
+func (c *Client) releaseAll(ctrl net.Conn, w *protocol.Writer, r *protocol.Reader) {
+	any := false
+	for _, t := range c.tunnels {
+		if id := t.unbound(); id != "" {
+			w.Write(&protocol.Unbind{TunnelID: id})
+			any = true
+		}
+	}
+	if !any || w.Write(&protocol.Ping{Seq: releaseSeq, UnixNano: time.Now().UnixNano()}) != nil {
+		return
+	}
+	ctrl.SetReadDeadline(time.Now().Add(2 * time.Second))
+	for {
+		m, err := r.Read()
+		if err != nil {
+			return
+		}
+		if p, ok := m.(*protocol.Pong); ok && p.Seq == releaseSeq {
+			return
+		}
+	}
 }
 
 // heartbeat pings the server every interval until done is closed.

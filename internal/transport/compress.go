@@ -141,5 +141,5 @@ func logCompression(o DialOptions, compressed bool) {
 		o.Mux.Logger.Info("session compressed", "compression", "zstd")
 		return
 	}
-	o.Mux.Logger.Info("compression refused by the server (off in its configuration, or an older server): the session runs uncompressed")
+	o.Mux.Logger.Warn("compression refused by the server (off in its configuration, or an older server): the session runs uncompressed")
 }
