@@ -235,8 +235,9 @@ func (ss *session) revoke(reason string) {
 	ss.mu.Lock()
 	ss.final = true
 	tunnels := make([]*tunnel, 0, len(ss.tunnels))
-	for _, t := range ss.tunnels {
+	for id, t := range ss.tunnels {
 		tunnels = append(tunnels, t)
+		delete(ss.tunnels, id) // released here, so not again by cleanup
 	}
 	ss.mu.Unlock()
 	// Stop serving first: the names go now, not after the notice.
