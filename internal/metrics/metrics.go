@@ -65,6 +65,11 @@ func Snapshot(g prometheus.Gatherer) ([]Family, error) {
 				for _, b := range h.GetBucket() {
 					s.Buckets[formatBound(b.GetUpperBound())] = float64(b.GetCumulativeCount())
 				}
+				// client_golang leaves the +Inf bucket implicit; the text
+				// format shows it, and so does the snapshot.
+				if _, ok := s.Buckets["+Inf"]; !ok {
+					s.Buckets["+Inf"] = float64(c)
+				}
 			case m.Summary != nil:
 				c, sum := m.Summary.GetSampleCount(), m.Summary.GetSampleSum()
 				s.Count, s.Sum = &c, finite(sum)
