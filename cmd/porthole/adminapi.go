@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/porthole/porthole/internal/dashboard"
 	"github.com/porthole/porthole/internal/server"
 )
 
@@ -78,9 +79,9 @@ func adminSessionsCmd() *cobra.Command {
 			fmt.Fprintln(tw, "SESSION\tUSER\tREMOTE\tSINCE\tTUNNELS\tREQUESTS\tIN\tOUT")
 			for _, s := range resp.Sessions {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", s.ID, s.User, s.Remote, s.Since.Format(time.RFC3339),
-					len(s.Tunnels), s.Requests, bytesHuman(s.BytesIn), bytesHuman(s.BytesOut))
+					len(s.Tunnels), s.Requests, dashboard.Bytes(s.BytesIn), dashboard.Bytes(s.BytesOut))
 				for _, t := range s.Tunnels {
-					fmt.Fprintf(tw, "\t  %s\t%s\t\t\t%d\t%s\t%s\n", t.Kind, t.URL, t.Requests, bytesHuman(t.BytesIn), bytesHuman(t.BytesOut))
+					fmt.Fprintf(tw, "\t  %s\t%s\t\t\t%d\t%s\t%s\n", t.Kind, t.URL, t.Requests, dashboard.Bytes(t.BytesIn), dashboard.Bytes(t.BytesOut))
 				}
 			}
 			return tw.Flush()

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/porthole/porthole/internal/client"
+	"github.com/porthole/porthole/internal/dashboard"
 )
 
 func statusCmd() *cobra.Command {
@@ -70,20 +71,7 @@ func printStatus(out io.Writer, st *client.Status) {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tPUBLIC URL\tTARGET\tREQUESTS\tERRORS\tIN\tOUT\tOPEN")
 	for _, t := range st.Tunnels {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%d\n", t.Name, t.URL, t.Target, t.Requests, t.Errors, bytesHuman(t.BytesIn), bytesHuman(t.BytesOut), t.OpenConns)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%d\n", t.Name, t.URL, t.Target, t.Requests, t.Errors, dashboard.Bytes(t.BytesIn), dashboard.Bytes(t.BytesOut), t.OpenConns)
 	}
 	tw.Flush()
-}
-
-func bytesHuman(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -259,7 +259,7 @@ func (d *Dashboard) Render(w, h int) []Line {
 	add()
 	add(Span{Text: fmt.Sprintf("%-18s%-10s%-10s%-10s%-12s%-12s", "Connections", "total", "open", "errors", "in", "out"), Style: dim})
 	for _, t := range st.Tunnels {
-		add(Span{Text: fmt.Sprintf("  %-16s%-10d%-10d%-10d%-12s%-12s", clip(t.Name, 15), t.Requests, t.OpenConns, t.Errors, bytesHuman(t.BytesIn), bytesHuman(t.BytesOut))})
+		add(Span{Text: fmt.Sprintf("  %-16s%-10d%-10d%-10d%-12s%-12s", clip(t.Name, 15), t.Requests, t.OpenConns, t.Errors, Bytes(t.BytesIn), Bytes(t.BytesOut))})
 	}
 
 	d.mu.Lock()
@@ -480,7 +480,9 @@ func fmtMS(ms float64) string {
 	return fmt.Sprintf("%.2fs", ms/1000)
 }
 
-func bytesHuman(n int64) string {
+// Bytes formats a byte count for people: 512 B, 1.5 KiB, 3.2 MiB. The
+// status command and the admin CLI use it too.
+func Bytes(n int64) string {
 	const unit = 1024
 	if n < unit {
 		return fmt.Sprintf("%d B", n)

@@ -164,21 +164,8 @@ func (s *Server) Kick(id, reason string) bool {
 	if reason == "" {
 		reason = "an operator closed this session"
 	}
-	ss.log.Info("session kicked", "reason", reason)
-	ss.mu.Lock()
-	ss.final = true
-	tunnels := make([]*tunnel, 0, len(ss.tunnels))
-	for id, t := range ss.tunnels {
-		tunnels = append(tunnels, t)
-		delete(ss.tunnels, id) // released here, so not again by cleanup
-	}
-	ss.mu.Unlock()
-	// Stop serving first: the names are free when Kick returns, not when
-	// the client hangs up.
-	for _, t := range tunnels {
-		s.releaseTunnel(t, 0)
-	}
-	ss.notifyAndClose(&protocol.Notice{Kind: protocol.NoticeKicked, Message: reason, Final: true})
+	// The names are free when Kick returns, not when the client hangs up.
+	ss.end(protocol.NoticeKicked, reason)
 	return true
 }
 

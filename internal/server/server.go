@@ -18,6 +18,7 @@ import (
 	"github.com/porthole/porthole/internal/auth"
 	"github.com/porthole/porthole/internal/limits"
 	"github.com/porthole/porthole/internal/names"
+	"github.com/porthole/porthole/internal/protocol"
 	"github.com/porthole/porthole/internal/registry"
 	"github.com/porthole/porthole/internal/transport"
 )
@@ -397,18 +398,7 @@ func (s *Server) Revoke(credentialID, reason string) int {
 	if credentialID == "" {
 		return 0
 	}
-	s.mu.Lock()
-	var hit []*session
-	for _, ss := range s.sessions {
-		if ss.ident != nil && ss.ident.CredentialID == credentialID {
-			hit = append(hit, ss)
-		}
-	}
-	s.mu.Unlock()
-	for _, ss := range hit {
-		ss.revoke(reason)
-	}
-	return len(hit)
+	return s.revokeWhere(reason, func(ss *session) bool { return ss.ident.CredentialID == credentialID })
 }
 
 // RevokeUser ends every session of user, e.g. when the user is deleted.
@@ -416,16 +406,21 @@ func (s *Server) RevokeUser(user, reason string) int {
 	if user == "" {
 		return 0
 	}
+	return s.revokeWhere(reason, func(ss *session) bool { return ss.ident.User == user })
+}
+
+// revokeWhere revokes the sessions that match.
+func (s *Server) revokeWhere(reason string, match func(*session) bool) int {
 	s.mu.Lock()
 	var hit []*session
 	for _, ss := range s.sessions {
-		if ss.ident != nil && ss.ident.User == user {
+		if ss.ident != nil && match(ss) {
 			hit = append(hit, ss)
 		}
 	}
 	s.mu.Unlock()
 	for _, ss := range hit {
-		ss.revoke(reason)
+		ss.end(protocol.NoticeRevoked, reason)
 	}
 	return len(hit)
 }

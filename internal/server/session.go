@@ -230,8 +230,12 @@ func (ss *session) notifyAndClose(n *protocol.Notice) {
 }
 
 // revoke cuts the session off because its credential is no longer valid.
-func (ss *session) revoke(reason string) {
-	ss.log.Info("session revoked", "reason", reason)
+func (ss *session) revoke(reason string) { ss.end(protocol.NoticeRevoked, reason) }
+
+// end closes the session for good (revoked, kicked): its names are freed
+// before the client hears why, and the client does not come back.
+func (ss *session) end(kind, reason string) {
+	ss.log.Info("session ended", "kind", kind, "reason", reason)
 	ss.mu.Lock()
 	ss.final = true
 	tunnels := make([]*tunnel, 0, len(ss.tunnels))
@@ -244,7 +248,7 @@ func (ss *session) revoke(reason string) {
 	for _, t := range tunnels {
 		ss.srv.releaseTunnel(t, 0)
 	}
-	ss.notifyAndClose(&protocol.Notice{Kind: protocol.NoticeRevoked, Message: reason, Final: true})
+	ss.notifyAndClose(&protocol.Notice{Kind: kind, Message: reason, Final: true})
 }
 
 func (ss *session) wait(d time.Duration) {
