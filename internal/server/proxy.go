@@ -45,6 +45,7 @@ func (s *Server) servePublic(w http.ResponseWriter, r *http.Request) {
 	}
 	// Redirect first, so credentials are not sent over plain HTTP.
 	if s.redirectHTTPS(t, w, r) {
+		s.stats.countRequest(http.StatusPermanentRedirect)
 		return
 	}
 	if d := rt.access.check(r); d != nil {
