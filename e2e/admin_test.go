@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -750,7 +751,8 @@ func TestAdmin(t *testing.T) {
 func TestAdminPerTunnelLabels(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := issueIDCert(t, nil, dir, "tun.test", true, time.Now().Add(90*24*time.Hour))
-	s := limStartServer(t, "[metrics]\nper_tunnel_labels = true\n", "--no-auth", "--tls-cert", certFile, "--tls-key", keyFile)
+	s := limStartServer(t, "[metrics]\nper_tunnel_labels = true\n", "--no-auth", "--tls-cert", certFile, "--tls-key", keyFile,
+		"--https-addr", "127.0.0.1:0")
 	app := startAdminApp(t)
 	visitor := s.limVisitor(t, "")
 
@@ -786,13 +788,31 @@ func TestAdminPerTunnelLabels(t *testing.T) {
 
 	one := s.client(t, app.port, "--subdomain", "one", "--ca-file", certFile)
 	two := s.client(t, app.port, "--subdomain", "two", "--ca-file", certFile)
-	u1, u2 := one.forwarding(t), two.forwarding(t)
+	three := s.client(t, app.port, "--subdomain", "three", "--ca-file", certFile, "--https-redirect")
+	// With HTTPS on, Forwarding shows https:// URLs; visitors here come
+	// over plain HTTP.
+	_, httpPort, _ := net.SplitHostPort(s.httpAddr)
+	plain := func(u string) string { return "http://" + net.JoinHostPort(hostOfURL(t, u), httpPort) }
+	u1, u2, u3 := plain(one.forwarding(t)), plain(two.forwarding(t)), plain(three.forwarding(t))
+	before := adminScrapeMetrics(t, s.adminAddr)
 	for range 3 {
 		adminSend(t, visitor, "GET", u1+"/", "")
 	}
 	adminSend(t, visitor, "GET", u1+"/missing", "")
 	adminSend(t, visitor, "GET", u2+"/boom", "")
+	// A plain-HTTP visitor of an --https-redirect tunnel is answered 308 by
+	// the server itself: a request of class 3xx, not one for the tunnel.
+	noRedirect := *visitor
+	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	if code, _ := adminSend(t, &noRedirect, "GET", u3+"/", ""); code != http.StatusPermanentRedirect {
+		t.Errorf("plain HTTP to an --https-redirect tunnel: %d, want 308", code)
+	}
 	sc = adminScrapeMetrics(t, s.adminAddr)
+	for class, want := range map[string]float64{"2xx": 3, "3xx": 1, "4xx": 1, "5xx": 1} {
+		if got := sc.value(t, "porthole_http_requests_total", "code", class) - before.value(t, "porthole_http_requests_total", "code", class); got != want {
+			t.Errorf("requests{code=%q} moved by %v, want %v", class, got, want)
+		}
+	}
 	checkAdminFamilies(t, sc, true, true)
 	for _, c := range []struct {
 		host, code string
@@ -806,7 +826,7 @@ func TestAdminPerTunnelLabels(t *testing.T) {
 		t.Errorf("%d per-tunnel series, want 3 (one per host and class seen)", n)
 	}
 	// The host names stay out of every other family.
-	checkNoHostLabels(t, sc, hostOfURL(t, u1), hostOfURL(t, u2))
+	checkNoHostLabels(t, sc, hostOfURL(t, u1), hostOfURL(t, u2), hostOfURL(t, u3))
 	js := adminJSONMetrics(t, s.adminAddr)
 	if f, ok := js["porthole_tunnel_http_requests_total"]; !ok || len(f.Metrics) != 3 {
 		t.Errorf("JSON per-tunnel family: %+v", f)
