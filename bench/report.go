@@ -147,8 +147,16 @@ func printCompare(w io.Writer, o *options, res *results) {
 		ga, gb := p.tun[0].cpu.Seconds()/(float64(a.bytes)/(1<<30)), p.tun[1].cpu.Seconds()/(float64(b.bytes)/(1<<30))
 		row(fmt.Sprintf("%s, CPU s/GiB", p.name), fmt.Sprintf("%.2f", ga), fmt.Sprintf("%.2f", gb), times(gb/ga), "", "")
 	}
+	for _, p := range res.rps {
+		row(fmt.Sprintf("RSS max, %d conns, server / client", p.conns), rssPair(p.tun[0]), rssPair(p.tun[1]), "", "", "")
+	}
+	for _, p := range res.transfers {
+		row(fmt.Sprintf("RSS max, %s, server / client", p.name), rssPair(p.tun[0]), rssPair(p.tun[1]), "", "", "")
+	}
 	tw.Flush()
 }
+
+func rssPair(t tunnelRun) string { return mib(t.serverRSS) + " / " + mib(t.clientRSS) }
 
 func orDefault(s, def string) string {
 	if s == "" {
