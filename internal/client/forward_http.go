@@ -27,7 +27,7 @@ type httpForwarder struct {
 	log    *slog.Logger
 	ln     *streamListener
 	srv    *http.Server
-	tr     *http.Transport
+	tr     *httpfwd.Transport
 	target Target
 	// ins records each exchange for the request inspector; nil when off.
 	ins *inspect.Store
@@ -35,8 +35,9 @@ type httpForwarder struct {
 
 func newHTTPForwarder(t *tunnel, log *slog.Logger) *httpForwarder {
 	f := &httpForwarder{t: t, log: log, target: t.target, ln: newStreamListener()}
-	f.tr = &http.Transport{
-		DialContext: newLocalDialer().DialContext,
+	local := newLocalDialer()
+	fallback := &http.Transport{
+		DialContext: local.DialContext,
 		// Keep as many idle connections to the app as the server keeps
 		// idle streams, so concurrent visitors reuse both.
 		MaxIdleConnsPerHost:   256,
@@ -48,6 +49,14 @@ func newHTTPForwarder(t *tunnel, log *slog.Logger) *httpForwarder {
 		WriteBufferSize:       32 << 10,
 		ReadBufferSize:        32 << 10,
 		TLSClientConfig:       &tls.Config{InsecureSkipVerify: t.cfg.InsecureSkipVerify}, //nolint:gosec // opt-in for self-signed local apps
+	}
+	// Bodyless GET, HEAD and OPTIONS requests to an http:// app take
+	// httpfwd.Transport's path on the handler's own goroutine.
+	f.tr = &httpfwd.Transport{
+		Dial:        func(ctx context.Context) (net.Conn, error) { return local.DialContext(ctx, "tcp", f.target.Host) },
+		Fallback:    fallback,
+		MaxIdle:     256,
+		IdleTimeout: 90 * time.Second,
 	}
 	proxy := &httputil.ReverseProxy{
 		Rewrite:      f.rewrite,
@@ -152,7 +161,7 @@ func isTimeout(err error) bool {
 
 func (f *httpForwarder) close() {
 	f.srv.Close()
-	f.tr.CloseIdleConnections()
+	f.tr.Close()
 }
 
 // streamListener hands streams to an http.Server as if they were accepted

@@ -275,10 +275,9 @@ func (s *Server) setupProxy(t *tunnel) {
 	if t.proxy != nil {
 		return
 	}
-	t.transport = &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return t.openStream(ctx, "", "")
-		},
+	dial := func(ctx context.Context) (net.Conn, error) { return t.openStream(ctx, "", "") }
+	fallback := &http.Transport{
+		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
 		MaxIdleConnsPerHost: s.cfg.Tunnel.IdleStreams,
 		IdleConnTimeout:     90 * time.Second,
 		// Bodies pass through as the visitor and the app sent them.
@@ -289,6 +288,10 @@ func (s *Server) setupProxy(t *tunnel) {
 		// "100 Continue" before the body is sent anyway.
 		ExpectContinueTimeout: 1 * time.Second,
 	}
+	// Bodyless GET, HEAD and OPTIONS requests, most of the traffic, take
+	// httpfwd.Transport's path on the handler's own goroutine; the rest
+	// go through http.Transport.
+	t.transport = &httpfwd.Transport{Dial: dial, Fallback: fallback, MaxIdle: s.cfg.Tunnel.IdleStreams, IdleTimeout: 90 * time.Second}
 	t.proxy = &httputil.ReverseProxy{
 		Rewrite:        func(pr *httputil.ProxyRequest) { s.rewrite(t, pr) },
 		Transport:      t.transport,

@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"net/http/httputil"
 	"sync/atomic"
 	"time"
 
+	"github.com/porthole/porthole/internal/httpfwd"
 	"github.com/porthole/porthole/internal/limits"
 	"github.com/porthole/porthole/internal/protocol"
 )
@@ -41,7 +41,7 @@ type tunnel struct {
 	// HTTP tunnels only: the reverse proxy whose transport opens streams
 	// on sess. The transport's idle pool is what reuses streams (and so
 	// the client's connections to the local app) across requests.
-	transport *http.Transport
+	transport *httpfwd.Transport
 	proxy     *httputil.ReverseProxy
 
 	// Limits: the request bucket and the cap on concurrent visitor
@@ -156,13 +156,15 @@ func (ss *session) closeIdleStreams() {
 	}
 	ss.mu.Unlock()
 	for _, t := range ts {
-		t.close()
+		if t.transport != nil {
+			t.transport.CloseIdleConnections()
+		}
 	}
 }
 
 // close releases the tunnel's pooled streams.
 func (t *tunnel) close() {
 	if t.transport != nil {
-		t.transport.CloseIdleConnections()
+		t.transport.Close()
 	}
 }
