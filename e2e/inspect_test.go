@@ -21,6 +21,7 @@ import (
 
 	"github.com/porthole/porthole/internal/client"
 	"github.com/porthole/porthole/internal/inspect"
+	"github.com/porthole/porthole/internal/metrics"
 )
 
 func inspectGetJSON(t *testing.T, url string, v any) {
@@ -185,7 +186,7 @@ func TestInspectAPI(t *testing.T) {
 		t.Errorf("metrics did not move: before %v after %v", before, after)
 	}
 
-	var mj inspect.MetricsJSON
+	var mj metrics.Document
 	inspectGetJSON(t, api+"/api/metrics", &mj)
 	names := map[string]bool{}
 	for _, f := range mj.Families {

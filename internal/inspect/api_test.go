@@ -3,6 +3,7 @@ package inspect
 import (
 	"bufio"
 	"encoding/json"
+	"github.com/porthole/porthole/internal/metrics"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -292,12 +293,12 @@ func TestMetricsTextAndJSON(t *testing.T) {
 	if v := fams["porthole_client_tunnel_requests_total"].GetMetric()[0].GetCounter().GetValue(); v != 3 {
 		t.Errorf("requests_total = %v", v)
 	}
-	var doc MetricsJSON
+	var doc metrics.Document
 	getJSON(t, e.api.URL+"/api/metrics", &doc)
 	found := false
 	for _, f := range doc.Families {
 		if f.Name == "porthole_client_http_responses_total" {
-			found = len(f.Samples) == 1 && *f.Samples[0].Value == 1 && f.Samples[0].Labels["code"] == "2xx"
+			found = len(f.Metrics) == 1 && *f.Metrics[0].Value == 1 && f.Metrics[0].Labels["code"] == "2xx"
 		}
 	}
 	if !found {

@@ -2,15 +2,14 @@ package inspect
 
 import (
 	"encoding/json"
-	"math"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	dto "github.com/prometheus/client_model/go"
+
+	"github.com/porthole/porthole/internal/metrics"
 )
 
 // Snapshot is the client's connection state and per-tunnel counters, read
@@ -89,93 +88,12 @@ func (m *Metrics) observe(x *Exchange) {
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
 // PrometheusHandler serves /metrics in the Prometheus text format.
-func (m *Metrics) PrometheusHandler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
-}
+func (m *Metrics) PrometheusHandler() http.Handler { return metrics.TextHandler(m.reg) }
 
 // JSONHandler serves /api/metrics: the same families as /metrics, as JSON
-// for people without Prometheus.
-func (m *Metrics) JSONHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fams, err := m.reg.Gather()
-		if err != nil && len(fams) == 0 {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		writeJSON(w, http.StatusOK, ExportJSON(fams))
-	})
-}
-
-// MetricsJSON is the /api/metrics document.
-type MetricsJSON struct {
-	Families []FamilyJSON `json:"metrics"`
-}
-
-// FamilyJSON is one metric family.
-type FamilyJSON struct {
-	Name    string       `json:"name"`
-	Help    string       `json:"help"`
-	Type    string       `json:"type"`
-	Samples []SampleJSON `json:"samples"`
-}
-
-// SampleJSON is one series. Counters and gauges have Value; histograms
-// have Count, Sum and cumulative Buckets keyed by upper bound.
-type SampleJSON struct {
-	Labels  map[string]string `json:"labels,omitempty"`
-	Value   *float64          `json:"value,omitempty"`
-	Count   *uint64           `json:"count,omitempty"`
-	Sum     *float64          `json:"sum,omitempty"`
-	Buckets map[string]uint64 `json:"buckets,omitempty"`
-}
-
-// ExportJSON converts gathered families to their JSON form.
-func ExportJSON(fams []*dto.MetricFamily) MetricsJSON {
-	out := MetricsJSON{Families: make([]FamilyJSON, 0, len(fams))}
-	for _, f := range fams {
-		fj := FamilyJSON{Name: f.GetName(), Help: f.GetHelp(), Type: f.GetType().String()}
-		for _, mt := range f.GetMetric() {
-			s := SampleJSON{}
-			if len(mt.GetLabel()) > 0 {
-				s.Labels = map[string]string{}
-				for _, l := range mt.GetLabel() {
-					s.Labels[l.GetName()] = l.GetValue()
-				}
-			}
-			switch {
-			case mt.Counter != nil:
-				s.Value = finite(mt.GetCounter().GetValue())
-			case mt.Gauge != nil:
-				s.Value = finite(mt.GetGauge().GetValue())
-			case mt.Untyped != nil:
-				s.Value = finite(mt.GetUntyped().GetValue())
-			case mt.Histogram != nil:
-				h := mt.GetHistogram()
-				c, sum := h.GetSampleCount(), h.GetSampleSum()
-				s.Count, s.Sum = &c, finite(sum)
-				s.Buckets = map[string]uint64{}
-				for _, b := range h.GetBucket() {
-					s.Buckets[strconv.FormatFloat(b.GetUpperBound(), 'g', -1, 64)] = b.GetCumulativeCount()
-				}
-			case mt.Summary != nil:
-				sm := mt.GetSummary()
-				c, sum := sm.GetSampleCount(), sm.GetSampleSum()
-				s.Count, s.Sum = &c, finite(sum)
-			}
-			fj.Samples = append(fj.Samples, s)
-		}
-		out.Families = append(out.Families, fj)
-	}
-	return out
-}
-
-// finite maps NaN and infinities (which JSON cannot carry) to nothing.
-func finite(v float64) *float64 {
-	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return nil
-	}
-	return &v
-}
+// for people without Prometheus (the server's admin listener serves the
+// same document).
+func (m *Metrics) JSONHandler() http.Handler { return metrics.JSONHandler(m.reg) }
 
 // snapshotCollector turns a Snapshot and the Store's counters into
 // metrics at scrape time, so nothing is counted twice.

@@ -15,6 +15,12 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
+// Document is the JSON snapshot served at /api/metrics by the server's
+// admin listener and by the client's local API.
+type Document struct {
+	Families []Family `json:"families"`
+}
+
 // Family is one metric family in a JSON snapshot.
 type Family struct {
 	Name    string   `json:"name"`
@@ -93,7 +99,7 @@ func JSONHandler(g prometheus.Gatherer) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		enc.Encode(map[string]any{"families": fams})
+		enc.Encode(Document{Families: fams})
 	})
 }
 
