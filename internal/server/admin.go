@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"strings"
 	"time"
@@ -37,6 +38,13 @@ func (s *Server) adminHandler() http.Handler {
 	mux.Handle("DELETE /api/sessions/{id}", s.adminOnly(s.apiKick))
 	mux.Handle("POST /api/sessions/{id}/kick", s.adminOnly(s.apiKick))
 	mux.Handle("GET /api/users/{name}/usage", s.adminOnly(s.apiUsage))
+	if s.cfg.Metrics.Pprof {
+		mux.Handle("GET /debug/pprof/", s.adminOnly(pprof.Index))
+		mux.Handle("GET /debug/pprof/cmdline", s.adminOnly(pprof.Cmdline))
+		mux.Handle("GET /debug/pprof/profile", s.adminOnly(pprof.Profile))
+		mux.Handle("GET /debug/pprof/symbol", s.adminOnly(pprof.Symbol))
+		mux.Handle("GET /debug/pprof/trace", s.adminOnly(pprof.Trace))
+	}
 	return mux
 }
 

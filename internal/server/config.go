@@ -99,6 +99,9 @@ const (
 
 // MetricsConfig tunes the Prometheus export.
 type MetricsConfig struct {
+	// Pprof serves Go's profiler at /debug/pprof/ on the admin listener,
+	// behind the admin token, for profiling a live deployment.
+	Pprof bool `toml:"pprof"`
 	// PerTunnelLabels adds a series per tunnel hostname. Off by default:
 	// hostnames are unbounded, and so would the series be.
 	PerTunnelLabels bool `toml:"per_tunnel_labels"`
