@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/porthole/porthole/internal/client"
+	"github.com/porthole/porthole/internal/logging"
 	"github.com/porthole/porthole/internal/server"
 	"github.com/porthole/porthole/internal/version"
 )
@@ -85,12 +86,20 @@ func runApp(ctx context.Context, o *options) error {
 	return srv.Close()
 }
 
-func roleLogger(o *options) *slog.Logger {
+// roleLogger is the porthole binary's process logger (buffered, flushed
+// within logging.FlushInterval), so that a profiled server or client
+// spends on its log lines what the binary spends; the returned function
+// flushes it.
+func roleLogger(o *options) (*slog.Logger, func()) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 		level = slog.LevelInfo
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log, closeLog, err := logging.New(os.Stderr, "text", level)
+	if err != nil {
+		panic(err) // "text" is a valid format
+	}
+	return log, closeLog
 }
 
 // runServerRole is `porthole server --no-auth` built from the same
@@ -113,7 +122,9 @@ func runServerRole(ctx context.Context, o *options) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	srv, err := server.New(cfg, server.Deps{Logger: roleLogger(o), Version: version.String()})
+	log, closeLog := roleLogger(o)
+	defer closeLog()
+	srv, err := server.New(cfg, server.Deps{Logger: log, Version: version.String()})
 	if err != nil {
 		return err
 	}
@@ -126,7 +137,9 @@ func runClientRole(ctx context.Context, o *options) error {
 	if err := serveProfiling(o.pprofAddr); err != nil {
 		return err
 	}
-	c, err := newClient(o, o.prefix, o.count, roleLogger(o), func(e client.Event) {
+	log, closeLog := roleLogger(o)
+	defer closeLog()
+	c, err := newClient(o, o.prefix, o.count, log, func(e client.Event) {
 		if e.Kind == client.EventForwarding {
 			fmt.Printf("Forwarding %s -> %s\n", e.Tunnel.URL, e.Tunnel.Target)
 		}
