@@ -73,6 +73,13 @@ func newHTTPForwarder(t *tunnel, log *slog.Logger) *httpForwarder {
 		// visitor; here the peer is the porthole server itself.
 		MaxHeaderBytes: 1 << 20,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		// A stream waiting for its next request need not keep the
+		// receive buffer an upload grew (up to the stream window).
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if s, ok := c.(interface{ Shrink() }); ok && st == http.StateIdle {
+				s.Shrink()
+			}
+		},
 	}
 	go f.srv.Serve(f.ln)
 	return f

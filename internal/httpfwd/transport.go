@@ -34,7 +34,8 @@ type Transport struct {
 	IdleTimeout time.Duration
 
 	mu     sync.Mutex
-	idle   []*conn
+	idle   []*conn // oldest first; reuse takes the newest
+	sweep  *time.Timer
 	closed bool
 }
 
@@ -249,7 +250,38 @@ func (t *Transport) put(c *conn) {
 	}
 	c.idleTime = time.Now()
 	t.idle = append(t.idle, c)
+	if t.IdleTimeout > 0 && t.sweep == nil {
+		t.sweep = time.AfterFunc(t.IdleTimeout, t.closeExpired)
+	}
 	t.mu.Unlock()
+	// An idle connection need not keep the buffers a large response
+	// grew (multiplexer streams can: up to their window).
+	if s, ok := c.c.(interface{ Shrink() }); ok {
+		s.Shrink()
+	}
+}
+
+// closeExpired closes the connections idle for IdleTimeout and sets the
+// timer again for the oldest one left. Reuse takes the newest connection,
+// so without it older ones would idle on while traffic continues.
+func (t *Transport) closeExpired() {
+	t.mu.Lock()
+	now := time.Now()
+	n := 0
+	for n < len(t.idle) && now.Sub(t.idle[n].idleTime) >= t.IdleTimeout {
+		n++
+	}
+	expired := append([]*conn(nil), t.idle[:n]...)
+	t.idle = append(t.idle[:0], t.idle[n:]...)
+	if len(t.idle) > 0 && !t.closed {
+		t.sweep.Reset(t.IdleTimeout - now.Sub(t.idle[0].idleTime))
+	} else {
+		t.sweep = nil
+	}
+	t.mu.Unlock()
+	for _, c := range expired {
+		c.close()
+	}
 }
 
 func (c *conn) close() {
@@ -281,6 +313,10 @@ func (t *Transport) CloseIdleConnections() {
 func (t *Transport) Close() {
 	t.mu.Lock()
 	t.closed = true
+	if t.sweep != nil {
+		t.sweep.Stop()
+		t.sweep = nil
+	}
 	t.mu.Unlock()
 	t.CloseIdleConnections()
 }

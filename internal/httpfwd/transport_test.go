@@ -259,3 +259,51 @@ func TestCancelUnblocksAWaitingRequest(t *testing.T) {
 		t.Fatal("a cancelled request stayed blocked")
 	}
 }
+
+// TestIdleConnectionsExpire: connections idle longer than IdleTimeout are
+// closed by the pool itself, also those below the one being reused.
+func TestIdleConnectionsExpire(t *testing.T) {
+	var open atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(20 * time.Millisecond)
+		io.WriteString(w, "ok")
+	}))
+	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	tr, _ := newTransport(srv)
+	tr.MaxIdle = 16
+	tr.IdleTimeout = 200 * time.Millisecond
+	defer tr.Close()
+	// Eight at once open eight connections.
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			get(t, tr, srv.URL, http.MethodGet)
+		}()
+	}
+	wg.Wait()
+	// Then one at a time keeps reusing the newest: the others idle on.
+	for deadline := time.Now().Add(600 * time.Millisecond); time.Now().Before(deadline); {
+		get(t, tr, srv.URL, http.MethodGet)
+	}
+	for deadline := time.Now().Add(5 * time.Second); open.Load() > 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d upstream connections still open; the idle ones should have expired", open.Load())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(400 * time.Millisecond) // traffic stopped: the last one expires too
+	if n := open.Load(); n != 0 {
+		t.Fatalf("%d connections open after traffic stopped for twice the idle timeout", n)
+	}
+}

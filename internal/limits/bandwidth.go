@@ -107,6 +107,13 @@ func (c *ShapedConn) Write(p []byte) (int, error) {
 	return written, nil
 }
 
+// Shrink passes an idle connection's buffer release on.
+func (c *ShapedConn) Shrink() {
+	if s, ok := c.Conn.(interface{ Shrink() }); ok {
+		s.Shrink()
+	}
+}
+
 // CloseWrite passes a half-close on when the connection supports it.
 func (c *ShapedConn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {

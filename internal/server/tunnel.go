@@ -126,6 +126,14 @@ func (c *countedConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// Shrink lets an idle stream drop its receive buffer (yamux keeps one
+// grown to the largest unread backlog, up to the window).
+func (c *countedConn) Shrink() {
+	if s, ok := c.Conn.(interface{ Shrink() }); ok {
+		s.Shrink()
+	}
+}
+
 // CloseWrite half-closes the stream, for TCP tunnels.
 func (c *countedConn) CloseWrite() error {
 	// yamux's Close sends FIN and still lets us read until the peer's FIN.
