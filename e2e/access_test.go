@@ -82,8 +82,21 @@ func TestAccess(t *testing.T) {
 		}
 		expect(t, "alice", poolDo(v1, http.MethodGet, url, "", accBasic("alice", accAlicePW)), 200)
 		expect(t, "bob", poolDo(v1, http.MethodPost, url, "data", accBasic("bob", accBobPW)), 200)
-		if n := app.hits.Load(); n != 2 {
-			t.Fatalf("the app saw %d requests; want only the 2 with valid credentials", n)
+
+		// Guessing is throttled per address: ten wrong passwords pass as
+		// 401, then 429 with Retry-After; another address is unaffected.
+		guesser := poolVisitor(t, s.httpAddr, "127.0.0.3")
+		for i := 0; i < 10; i++ {
+			expect(t, "guess", poolDo(guesser, http.MethodGet, url, "", accBasic("alice", fmt.Sprint("guess", i))), http.StatusUnauthorized)
+		}
+		r := poolDo(guesser, http.MethodGet, url, "", accBasic("alice", "guess-again"))
+		if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" || r.header.Get("X-Porthole-Error") != "visitor_access_failures_per_ip" {
+			t.Fatalf("the 11th wrong password in a row: %s (Retry-After %q, X-Porthole-Error %q), want 429 from the guessing throttle",
+				r, r.header.Get("Retry-After"), r.header.Get("X-Porthole-Error"))
+		}
+		expect(t, "alice from another address", poolDo(v1, http.MethodGet, url, "", accBasic("alice", accAlicePW)), 200)
+		if n := app.hits.Load(); n != 3 {
+			t.Fatalf("the app saw %d requests; want only the 3 with valid credentials", n)
 		}
 		// The app receives the visitor's Authorization header, unless a
 		// rule removes it.

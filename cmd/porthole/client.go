@@ -220,12 +220,16 @@ func runClient(cmd *cobra.Command, g *globalFlags, cf *clientFlags, specs []clie
 	if dash != nil {
 		onEvent = dash.Event
 	}
+	recorder := store
+	if (cfg.InspectAddr == "" || cfg.InspectAddr == "off") && dash == nil {
+		recorder = nil // nothing would ever show the recorded requests
+	}
 	c, err := client.New(*cfg, specs, client.Deps{
 		Logger:    log,
 		TLS:       tc,
 		Version:   version.String(),
 		OnEvent:   onEvent,
-		Inspector: store,
+		Inspector: recorder,
 	})
 	if err != nil {
 		// The tunnels' flags or config values are wrong.

@@ -27,6 +27,15 @@ func (f *httpForwarder) capture(w http.ResponseWriter, r *http.Request, next fun
 		r.Body = &teeBody{ReadCloser: r.Body, x: x}
 	}
 	cw := &captureWriter{ResponseWriter: w, x: x}
+	defer func() {
+		// The proxy panics with http.ErrAbortHandler when the visitor
+		// leaves mid-response: the exchange still ends, then the panic
+		// goes on to net/http.
+		if p := recover(); p != nil {
+			x.Finish(errors.New("the visitor went away before the response was complete"))
+			panic(p)
+		}
+	}()
 	next(cw, r)
 	if cw.status == http.StatusSwitchingProtocols {
 		// The proxy copied the app's 101 headers after hijacking.

@@ -90,19 +90,25 @@ func (f *httpForwarder) serve(proxy *httputil.ReverseProxy, w http.ResponseWrite
 	rec := &httpfwd.Recorder{ResponseWriter: w}
 	f.t.requests.Add(1)
 	f.t.openConns.Add(1)
+	// Deferred: ReverseProxy panics with http.ErrAbortHandler when the
+	// visitor leaves mid-response, and the request still counts.
+	aborted := true
+	defer func() {
+		f.t.openConns.Add(-1)
+		status := rec.StatusOrOK()
+		if status >= 500 {
+			f.t.errors.Add(1)
+		}
+		f.t.bytesOut.Add(rec.Bytes)
+		if r.ContentLength > 0 {
+			f.t.bytesIn.Add(r.ContentLength)
+		}
+		f.log.Info("request", "method", r.Method, "path", r.URL.Path, "status", status,
+			"bytes", rec.Bytes, "duration", time.Since(start).Round(time.Microsecond).String(),
+			"request_id", r.Header.Get("X-Request-Id"), "aborted", aborted)
+	}()
 	proxy.ServeHTTP(rec, r)
-	f.t.openConns.Add(-1)
-	status := rec.StatusOrOK()
-	if status >= 500 {
-		f.t.errors.Add(1)
-	}
-	f.t.bytesOut.Add(rec.Bytes)
-	if r.ContentLength > 0 {
-		f.t.bytesIn.Add(r.ContentLength)
-	}
-	f.log.Info("request", "method", r.Method, "path", r.URL.Path, "status", status,
-		"bytes", rec.Bytes, "duration", time.Since(start).Round(time.Microsecond).String(),
-		"request_id", r.Header.Get("X-Request-Id"))
+	aborted = false
 }
 
 func (f *httpForwarder) rewrite(pr *httputil.ProxyRequest) {

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -68,6 +69,8 @@ func check(hc *http.Client, url string) (bool, string) {
 	if err != nil {
 		return false, err.Error()
 	}
+	// Drained, so the connection goes back to the pool for the next check.
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 	resp.Body.Close()
 	if resp.StatusCode >= 400 {
 		return false, resp.Status

@@ -107,6 +107,9 @@ func (c *Client) serveSession(ctx context.Context, url string, mux *transport.Se
 			if t == nil {
 				continue
 			}
+			if len(m.URLs) == 0 {
+				return fmt.Errorf("server answered bind %d without a URL", m.ID)
+			}
 			changed := t.bound(m)
 			c.byID.Store(m.TunnelID, t)
 			pending--

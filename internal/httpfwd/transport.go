@@ -212,12 +212,19 @@ func (b *body) finish(complete bool) {
 }
 
 func (t *Transport) get(ctx context.Context) (*conn, bool, error) {
+	var expired []*conn
+	defer func() {
+		// Closed outside the lock: closing a stream may wait on the network.
+		for _, c := range expired {
+			c.close()
+		}
+	}()
 	t.mu.Lock()
 	for len(t.idle) > 0 {
 		c := t.idle[len(t.idle)-1]
 		t.idle = t.idle[:len(t.idle)-1]
 		if t.IdleTimeout > 0 && time.Since(c.idleTime) > t.IdleTimeout {
-			c.close()
+			expired = append(expired, c)
 			continue
 		}
 		t.mu.Unlock()

@@ -25,13 +25,14 @@ const (
 	HandshakeRate      Kind = "handshakes_per_second_per_ip"
 	AuthFailures       Kind = "auth_failures_per_ip"
 	ControlRate        Kind = "control_messages_per_second"
+	AccessFailures     Kind = "visitor_access_failures_per_ip" // wrong basic-auth passwords: 429
 )
 
 // AllKinds lists every kind, for metrics that should show zero counts.
 var AllKinds = []Kind{
 	TunnelRequestRate, TunnelConnections, UserBandwidth, SessionStreams,
 	UserTunnels, UserSessions, ServerTunnels, VisitorConnections,
-	VisitorRequestRate, HandshakeRate, AuthFailures, ControlRate,
+	VisitorRequestRate, HandshakeRate, AuthFailures, ControlRate, AccessFailures,
 }
 
 // Hits counts limit hits by kind and logs them without flooding: the first

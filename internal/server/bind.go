@@ -298,7 +298,7 @@ func (s *Server) setupProxy(t *tunnel) {
 		ErrorHandler:   func(w http.ResponseWriter, r *http.Request, err error) { s.proxyError(t, w, r, err) },
 		ModifyResponse: func(resp *http.Response) error { return s.tunnelResponse(t, resp) },
 		BufferPool:     httpfwd.BufferPool{},
-		ErrorLog:       nil,
+		ErrorLog:       s.errLog,
 	}
 }
 

@@ -158,6 +158,9 @@ func (c *Config) Validate() error {
 	if c.PublicPort < 0 || c.PublicPort > 65535 {
 		bad("public_port: %d is not a port", c.PublicPort)
 	}
+	if c.PublicHTTPSPort < 0 || c.PublicHTTPSPort > 65535 {
+		bad("public_https_port: %d is not a port", c.PublicHTTPSPort)
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		bad("tls_cert and tls_key must be given together")
 	}

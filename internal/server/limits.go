@@ -166,6 +166,15 @@ type visitorConn struct {
 	once sync.Once
 }
 
+// CloseWrite keeps net/http's graceful close (after an unread request
+// body) working through the wrapper.
+func (c *visitorConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 func (c *visitorConn) Close() error {
 	c.once.Do(func() { c.t.Release(c.ip) })
 	return c.Conn.Close()

@@ -48,22 +48,31 @@ func (s *Server) servePublic(w http.ResponseWriter, r *http.Request) {
 		s.stats.countRequest(http.StatusPermanentRedirect)
 		return
 	}
-	if d := rt.access.check(r); d != nil {
-		// Refused visitors never reach the client.
-		if d.status == http.StatusUnauthorized && len(rt.access.basic) > 0 {
-			w.Header().Set("WWW-Authenticate", `Basic realm="porthole", charset="UTF-8"`)
-		}
-		s.stats.countRequest(d.status)
-		s.page(w, r, d.status, http.StatusText(d.status), d.reason, "", d.code)
-		return
-	}
-	// Limits are checked before anything reaches the client.
+	// Limits are checked before anything reaches the client, and before
+	// credentials, so that refused guesses count against the rate too.
 	if s.visitors.Enabled() {
 		if ok, wait := s.visitors.Allow(remoteIP(r.RemoteAddr)); !ok {
 			s.hits.Hit(limits.VisitorRequestRate, "remote", r.RemoteAddr, "host", host)
 			s.tooMany(w, r, limits.VisitorRequestRate, wait, "Your address sends requests faster than this server allows.")
 			return
 		}
+	}
+	if d := rt.access.check(r); d != nil {
+		// Refused visitors never reach the client. Wrong passwords are
+		// throttled per address: a burst of tries, then one a second.
+		if d.status == http.StatusUnauthorized {
+			if ok, wait := s.accessFailures.Allow(remoteIP(r.RemoteAddr)); !ok {
+				s.hits.Hit(limits.AccessFailures, "remote", r.RemoteAddr, "host", host)
+				s.tooMany(w, r, limits.AccessFailures, wait, "Too many wrong passwords from your address.")
+				return
+			}
+			if len(rt.access.basic) > 0 {
+				w.Header().Set("WWW-Authenticate", `Basic realm="porthole", charset="UTF-8"`)
+			}
+		}
+		s.stats.countRequest(d.status)
+		s.page(w, r, d.status, http.StatusText(d.status), d.reason, "", d.code)
+		return
 	}
 	if ok, wait := t.reqRate.Allow(); !ok {
 		s.hits.Hit(limits.TunnelRequestRate, "host", host, "user", t.sess.ident.User)
@@ -106,25 +115,32 @@ func (s *Server) proxyRequest(t *tunnel, w http.ResponseWriter, r *http.Request)
 		r = r.WithContext(context.WithValue(r.Context(), originalKey{}, r))
 	}
 	t.active.Add(1)
-	// ServeHTTP panics with http.ErrAbortHandler when a body copy fails.
-	defer t.active.Add(-1)
+	// Deferred: ServeHTTP panics with http.ErrAbortHandler when a body
+	// copy fails (the visitor or the client left mid-response), and the
+	// request is still counted and logged.
+	aborted := true
+	defer func() {
+		t.active.Add(-1)
+		status := rec.StatusOrOK()
+		s.stats.countRequest(status)
+		elapsed := time.Since(start)
+		s.metrics.latency.Observe(elapsed.Seconds())
+		if s.metrics.perTunnel != nil {
+			s.metrics.perTunnel.WithLabelValues(t.hostname, statusClass(status)).Inc()
+		}
+		s.log.Info("request",
+			"host", t.hostname,
+			"method", r.Method,
+			"path", r.URL.Path,
+			"status", status,
+			"bytes", rec.Bytes,
+			"duration", elapsed.Round(time.Microsecond).String(),
+			"request_id", id,
+			"remote", r.RemoteAddr,
+			"aborted", aborted)
+	}()
 	t.proxy.ServeHTTP(rec, r)
-	status := rec.StatusOrOK()
-	s.stats.countRequest(status)
-	elapsed := time.Since(start)
-	s.metrics.latency.Observe(elapsed.Seconds())
-	if s.metrics.perTunnel != nil {
-		s.metrics.perTunnel.WithLabelValues(t.hostname, statusClass(status)).Inc()
-	}
-	s.log.Info("request",
-		"host", t.hostname,
-		"method", r.Method,
-		"path", r.URL.Path,
-		"status", status,
-		"bytes", rec.Bytes,
-		"duration", elapsed.Round(time.Microsecond).String(),
-		"request_id", id,
-		"remote", r.RemoteAddr)
+	aborted = false
 }
 
 // rewrite prepares the outgoing request: the visitor's Host and headers go

@@ -44,8 +44,9 @@ func (r *route) add(t *tunnel) {
 	ms := make([]*tunnel, len(old), len(old)+1)
 	copy(ms, old)
 	ms = append(ms, t)
-	r.members.Store(&ms)
+	// Set before publishing: a visitor may pick t as soon as it is stored.
 	t.route = r
+	r.members.Store(&ms)
 }
 
 // remove drops t and returns how many members are left.

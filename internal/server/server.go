@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -68,12 +69,18 @@ type Server struct {
 	hits       *limits.Hits
 	visitors   *limits.IPTable // per visitor address, public listeners
 	handshakes *limits.IPTable // per client address, tunnel listener
+	// accessFailures throttles wrong tunnel passwords per visitor address.
+	accessFailures *limits.IPTable
 
 	public, tunnelSrv, admin, https *http.Server
 	lnPublic, lnTunnel, lnAdmin     net.Listener
 	lnHTTPS                         net.Listener
 	httpPort, httpsPort             int
 	tcp                             *tcpPorts
+
+	// errLog takes net/http's and httputil's own messages into the
+	// process log, at debug level.
+	errLog *log.Logger
 
 	started atomic.Bool
 	stats   stats
@@ -121,15 +128,22 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		visitors: limits.NewIPTable(cfg.Limits.VisitorRequestsPerIP, cfg.Limits.VisitorBurstPerIP,
 			cfg.Limits.VisitorConnectionsPerIP, deps.Now),
 		handshakes: limits.NewIPTable(cfg.Limits.HandshakesPerIP, cfg.Limits.HandshakeBurstPerIP, 0, deps.Now),
+		// Always on: a password is no protection if it can be guessed at
+		// full speed. Ten tries at once, then one a second.
+		accessFailures: limits.NewIPTable(1, 10, 0, deps.Now),
 		mux: transport.Options{
 			StreamWindow: uint32(cfg.Tunnel.StreamWindow),
-			// Clients open only the control stream; a small backlog bounds
-			// what a misbehaving client can make us buffer.
-			AcceptBacklog:    4,
+			// yamux also sizes its limit on streams opened but not yet
+			// acknowledged with this, so it bounds how many visitors can
+			// start at once per round trip: keep yamux's default. Streams
+			// a client opens itself (only the control stream is allowed)
+			// are closed at once by refuseStreams.
+			AcceptBacklog:    256,
 			Logger:           deps.Logger,
 			AllowCompression: cfg.Tunnel.Compression == CompressionAllow,
 		},
 	}
+	s.errLog = slog.NewLogLogger(deps.Logger.Handler(), slog.LevelDebug)
 	s.tcp = newTCPPorts(s, lo, hi)
 	s.setupMetrics()
 	return s, nil
@@ -166,14 +180,13 @@ func (s *Server) Start() (err error) {
 		s.httpsPort = portOf(s.lnHTTPS.Addr())
 	}
 
-	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)
-	s.public = s.publicServer(errLog)
+	s.public = s.publicServer()
 	s.public.Handler = s.acmeHTTP(s.public.Handler)
 	s.tunnelSrv = &http.Server{
 		Handler:           http.HandlerFunc(s.serveTunnelHandshake),
 		ReadHeaderTimeout: s.cfg.Tunnel.HandshakeTimeout.D(),
 		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          errLog,
+		ErrorLog:          s.errLog,
 	}
 	go serve(s.public, s.limitVisitors(s.lnPublic), nil)
 	tunnelLn := s.lnTunnel
@@ -182,11 +195,11 @@ func (s *Server) Start() (err error) {
 	}
 	go serve(s.tunnelSrv, tunnelLn, nil)
 	if s.lnHTTPS != nil {
-		s.https = s.publicServer(errLog)
+		s.https = s.publicServer()
 		go serve(s.https, tls.NewListener(s.limitVisitors(s.lnHTTPS), s.publicTLSConfig()), nil)
 	}
 	if s.lnAdmin != nil {
-		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: s.errLog}
 		go serve(s.admin, s.lnAdmin, nil)
 	}
 	s.sweepStop = make(chan struct{})
@@ -206,15 +219,14 @@ func (s *Server) Start() (err error) {
 	return nil
 }
 
-func (s *Server) publicServer(errLog interface{ Print(...any) }) *http.Server {
-	l := slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)
+func (s *Server) publicServer() *http.Server {
 	return &http.Server{
 		Handler:           http.HandlerFunc(s.servePublic),
 		ReadHeaderTimeout: s.cfg.HTTP.ReadHeaderTimeout.D(),
 		IdleTimeout:       s.cfg.HTTP.IdleTimeout.D(),
 		WriteTimeout:      s.cfg.HTTP.WriteTimeout.D(),
 		MaxHeaderBytes:    s.cfg.HTTP.MaxHeaderBytes,
-		ErrorLog:          l,
+		ErrorLog:          s.errLog,
 	}
 }
 
@@ -318,6 +330,7 @@ func (s *Server) sweepLoop(stop <-chan struct{}) {
 		s.reg.Sweep()
 		s.visitors.Sweep()
 		s.handshakes.Sweep()
+		s.accessFailures.Sweep()
 	}
 }
 

@@ -76,8 +76,12 @@ func (ss *session) run() {
 		ss.log.Info("client did not open a control stream", "err", err)
 		return
 	}
+	go ss.refuseStreams()
+	// Under the lock: notifyAndClose may run on another goroutine.
+	ss.mu.Lock()
 	ss.ctrlc = ctrl
 	ss.w = protocol.NewWriter(ctrl)
+	ss.mu.Unlock()
 	r := protocol.NewReader(ctrl)
 
 	ctrl.SetReadDeadline(time.Now().Add(ss.srv.cfg.Tunnel.HandshakeTimeout.D()))
@@ -189,6 +193,19 @@ func (ss *session) run() {
 	}
 }
 
+// refuseStreams closes every stream the client opens after the control
+// stream: clients open no others, and each one left unaccepted would hold
+// a receive window of buffered data. It ends with the session.
+func (ss *session) refuseStreams() {
+	for {
+		st, err := ss.mux.AcceptStream()
+		if err != nil {
+			return
+		}
+		st.Close()
+	}
+}
+
 func (ss *session) ping() {
 	if ss.mux.IsClosed() {
 		return
@@ -214,16 +231,21 @@ func (ss *session) sendFinal(e *protocol.Error) {
 
 // notifyAndClose tells the client why its session ends, then ends it.
 func (ss *session) notifyAndClose(n *protocol.Notice) {
+	ss.mu.Lock()
 	if n.Final {
-		ss.mu.Lock()
 		ss.final = true
-		ss.mu.Unlock()
 	}
-	if ss.w != nil {
-		ss.ctrlc.SetWriteDeadline(time.Now().Add(2 * time.Second))
-		ss.w.Write(n)
-		ss.ctrlc.Close()
+	ctrl, w := ss.ctrlc, ss.w
+	ss.mu.Unlock()
+	if w == nil {
+		// Still in its handshake: nobody to tell, and it must not go on
+		// to bind names.
+		ss.mux.Close()
+		return
 	}
+	ctrl.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	w.Write(n)
+	ctrl.Close()
 	// Closing the control stream lets the notice drain; the multiplexer
 	// goes after a short delay or when the client hangs up.
 	time.AfterFunc(500*time.Millisecond, func() { ss.mux.Close() })

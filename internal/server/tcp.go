@@ -99,11 +99,22 @@ func (p *tcpPorts) claim(ss *session, t *tunnel, port int, pool *protocol.Pool) 
 
 func (p *tcpPorts) accept(port int, ln net.Listener) {
 	key := tcpKey(port)
+	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			return
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// A passing error such as running out of file descriptors:
+			// wait and go on, as http.Server does, rather than leave the
+			// port bound and dead.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			p.s.log.Warn("tcp accept error", "port", port, "err", err, "retry_in", backoff.String())
+			time.Sleep(backoff)
+			continue
 		}
+		backoff = 0
 		claim, ok := p.s.reg.Lookup(key)
 		if !ok || claim.Endpoint == nil {
 			// Held for a reconnecting client: nobody to forward to.
@@ -145,7 +156,7 @@ func (p *tcpPorts) accept(port int, ln net.Listener) {
 func (p *tcpPorts) forward(t *tunnel, c net.Conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	st, err := t.openStream(ctx, c.RemoteAddr().String(), c.LocalAddr().String())
-	if err != nil && t.route.pool {
+	if err != nil && t.route != nil && t.route.pool {
 		// A pool member that cannot take the connection: try another.
 		t.markDown()
 		if other := t.route.pick(t); other != nil {
@@ -178,11 +189,13 @@ func (p *tcpPorts) release(t *tunnel, grace time.Duration) {
 }
 
 func (p *tcpPorts) closeIfFree(port int) {
+	// Checked under the lock that claim takes to reuse a listener, so a
+	// bind in between cannot lose its listener.
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if c, ok := p.s.reg.Lookup(tcpKey(port)); ok && c.Active() {
 		return
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	if ln, ok := p.listeners[port]; ok {
 		ln.Close()
 		delete(p.listeners, port)

@@ -21,7 +21,9 @@ type Options struct {
 	// round-trip time) and the memory a slow reader can pin. yamux's
 	// protocol starts at 256 KiB; we let windows grow to this value.
 	StreamWindow uint32
-	// AcceptBacklog bounds streams opened but not yet accepted.
+	// AcceptBacklog bounds streams the peer opened that are not yet
+	// accepted here and, in yamux, also streams opened here that the peer
+	// has not yet acknowledged (accepted).
 	AcceptBacklog int
 	// WriteTimeout bounds how long a write may wait for the connection.
 	WriteTimeout time.Duration
