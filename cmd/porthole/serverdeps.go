@@ -38,7 +38,7 @@ func serverDeps(ctx context.Context, cfg *server.Config, log *slog.Logger) (serv
 			st.Close()
 			return deps, nil, err
 		}
-		policy = auth.NewPolicy(cfg.Auth, auth.PolicyOptions{Store: st, DefaultMaxTunnels: cfg.Limits.MaxTunnelsPerUser, Logger: log})
+		policy = auth.NewPolicy(cfg.Auth, auth.PolicyOptions{Store: st, Logger: log})
 		deps.Auth, deps.Policy, deps.Ready = svc, policy, st.Ping
 		closeAll = func() { st.Close() }
 		log.Info("user store opened", "backend", st.Backend())

@@ -24,17 +24,13 @@ type Policy struct {
 	dns *DNSVerifier
 	log *slog.Logger
 	now func() time.Time
-	// defaultMaxTunnels applies to users without their own limit.
-	defaultMaxTunnels int
 }
 
 // PolicyOptions are what a Policy is built from besides the Config.
 type PolicyOptions struct {
-	Store store.Store
-	// DefaultMaxTunnels is the server-wide limit (0: none).
-	DefaultMaxTunnels int
-	Logger            *slog.Logger
-	Now               func() time.Time
+	Store  store.Store
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // NewPolicy builds a Policy.
@@ -48,8 +44,7 @@ func NewPolicy(cfg Config, o PolicyOptions) *Policy {
 	}
 	return &Policy{
 		st: o.Store, cfg: cfg, log: o.Logger, now: o.Now,
-		dns:               &DNSVerifier{Resolver: cfg.DNSResolver},
-		defaultMaxTunnels: o.DefaultMaxTunnels,
+		dns: &DNSVerifier{Resolver: cfg.DNSResolver},
 	}
 }
 
@@ -144,23 +139,6 @@ func VerifyDomain(ctx context.Context, st store.Store, v *DNSVerifier, host stri
 		d = d2
 	}
 	return d, err
-}
-
-// MaxTunnels implements the server's Policy.
-// The user's limit is read afresh, so a change made with 'porthole admin
-// users limits' applies to the next bind; 0 means no limit.
-func (p *Policy) MaxTunnels(ctx context.Context, id *Identity) int {
-	if id == nil || id.Anonymous() {
-		return p.defaultMaxTunnels
-	}
-	lim := id.Limits
-	if u, err := p.st.GetUser(ctx, id.User); err == nil {
-		lim = u.Limits
-	}
-	if lim.MaxTunnels != nil {
-		return *lim.MaxTunnels
-	}
-	return p.defaultMaxTunnels
 }
 
 // DomainAllowed reports whether host is a verified custom domain: the

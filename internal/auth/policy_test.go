@@ -160,7 +160,7 @@ func TestPolicyReservations(t *testing.T) {
 	must(t, st.Reserve(ctx, store.Reservation{Kind: store.ReservedPort, Name: "20022", User: "bob"}))
 	alice, bob := &Identity{User: "alice"}, &Identity{User: "bob"}
 
-	p := NewPolicy(Config{}, PolicyOptions{Store: st, DefaultMaxTunnels: 4})
+	p := NewPolicy(Config{}, PolicyOptions{Store: st})
 	wantCode(t, p.CheckSubdomain(ctx, alice, "shop"), protocol.CodeNameReserved, "reserved for another user")
 	wantCode(t, p.CheckSubdomain(ctx, &Identity{}, "shop"), protocol.CodeNameReserved, "reserved")
 	must(t, p.CheckSubdomain(ctx, bob, "shop"))
@@ -175,13 +175,10 @@ func TestPolicyReservations(t *testing.T) {
 	must(t, strict.CheckSubdomain(ctx, bob, "shop"))
 	wantCode(t, strict.CheckPort(ctx, alice, 20023), protocol.CodeForbidden, "only their reservations")
 
-	if n := p.MaxTunnels(ctx, alice); n != 4 {
-		t.Fatalf("default max tunnels %d", n)
+	if o := p.UserLimits(ctx, alice); o == nil || o.MaxTunnelsPerUser != nil {
+		t.Fatalf("alice has no limits of her own, got overrides %+v", o)
 	}
 	must(t, st.SetUserLimits(ctx, "alice", store.Limits{MaxTunnels: ptr(1), RequestsPerSecond: ptr(2.5)}))
-	if n := p.MaxTunnels(ctx, alice); n != 1 {
-		t.Fatalf("alice's max tunnels %d", n)
-	}
 	o := p.UserLimits(ctx, alice)
 	if o == nil || *o.MaxTunnelsPerUser != 1 || *o.RequestsPerSecond != 2.5 || o.Burst != nil {
 		t.Fatalf("overrides %+v", o)

@@ -25,16 +25,7 @@ type userState struct {
 // limitsFor returns the effective limits of id: the server's [limits]
 // with the user's own overrides applied.
 func (s *Server) limitsFor(ctx context.Context, id *auth.Identity) limits.Config {
-	l := s.cfg.Limits
-	if lp, ok := s.deps.Policy.(interface {
-		UserLimits(context.Context, *auth.Identity) *limits.Overrides
-	}); ok {
-		l = l.For(lp.UserLimits(ctx, id))
-	}
-	if n := s.deps.Policy.MaxTunnels(ctx, id); n > 0 {
-		l.MaxTunnelsPerUser = n
-	}
-	return l
+	return s.cfg.Limits.For(s.deps.Policy.UserLimits(ctx, id))
 }
 
 // joinUser attaches ss to its user's shared state.

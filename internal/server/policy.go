@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/porthole/porthole/internal/auth"
+	"github.com/porthole/porthole/internal/limits"
 	"github.com/porthole/porthole/internal/protocol"
 )
 
@@ -18,17 +19,15 @@ type Policy interface {
 	CheckHostname(ctx context.Context, id *auth.Identity, host string) error
 	// CheckPort returns a *protocol.Error when id may not bind a TCP port.
 	CheckPort(ctx context.Context, id *auth.Identity, port int) error
-	// MaxTunnels is how many tunnels id's user may hold at once (0: no limit).
-	MaxTunnels(ctx context.Context, id *auth.Identity) int
+	// UserLimits returns id's own limits, applied over the server's
+	// [limits]; nil means the server's apply unchanged.
+	UserLimits(ctx context.Context, id *auth.Identity) *limits.Overrides
 }
 
 // OpenPolicy allows any free subdomain and port (within a token's
 // restrictions) and no custom hostname: with no user store there is no way
 // to verify who owns a domain.
-type OpenPolicy struct {
-	// TunnelLimit is returned by MaxTunnels.
-	TunnelLimit int
-}
+type OpenPolicy struct{}
 
 // CheckSubdomain implements Policy.
 func (OpenPolicy) CheckSubdomain(ctx context.Context, id *auth.Identity, name string) error {
@@ -44,8 +43,8 @@ func (OpenPolicy) CheckHostname(ctx context.Context, id *auth.Identity, host str
 // CheckPort implements Policy.
 func (OpenPolicy) CheckPort(ctx context.Context, id *auth.Identity, port int) error { return nil }
 
-// MaxTunnels implements Policy.
-func (p OpenPolicy) MaxTunnels(ctx context.Context, id *auth.Identity) int { return p.TunnelLimit }
+// UserLimits implements Policy: without users there are no per-user limits.
+func (OpenPolicy) UserLimits(ctx context.Context, id *auth.Identity) *limits.Overrides { return nil }
 
 // CheckTokenSubdomains enforces a credential's own restriction on names.
 func CheckTokenSubdomains(id *auth.Identity, name string) error {
