@@ -279,15 +279,9 @@ func printEvent(out io.Writer, e client.Event) {
 	}
 }
 
-// serveInspect starts the local status API. When the default address is
-// taken (another client runs), it tries the next few ports.
-func serveInspect(log *slog.Logger, addr string, h http.Handler, explicit bool) func() {
-	_, stop := startInspect(log, addr, h, explicit)
-	return stop
-}
-
-// startInspect is serveInspect that also returns the inspector's URL
-// (empty when it did not start).
+// startInspect starts the local status API and inspector and returns its
+// URL (empty when it did not start). When the default address is taken
+// (another client runs), it tries the next few ports.
 func startInspect(log *slog.Logger, addr string, h http.Handler, explicit bool) (string, func()) {
 	if addr == "" || addr == "off" {
 		return "", func() {}

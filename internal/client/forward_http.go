@@ -38,8 +38,8 @@ func newHTTPForwarder(t *tunnel, log *slog.Logger) *httpForwarder {
 	local := newLocalDialer()
 	fallback := &http.Transport{
 		DialContext: local.DialContext,
-		// Keep as many idle connections to the app as the server keeps
-		// idle streams, so concurrent visitors reuse both.
+		// Keep at least as many idle connections to the app as the
+		// server keeps idle streams, so concurrent visitors reuse both.
 		MaxIdleConnsPerHost:   256,
 		IdleConnTimeout:       90 * time.Second,
 		DisableCompression:    true,

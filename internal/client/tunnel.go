@@ -38,19 +38,17 @@ type tunnel struct {
 
 // TunnelStatus is a tunnel as reported by the status API and events.
 type TunnelStatus struct {
-	Name       string   `json:"name"`
-	Proto      string   `json:"proto"`
-	URL        string   `json:"public_url"`
-	URLs       []string `json:"public_urls"`
-	Target     string   `json:"target"`
-	Requests   int64    `json:"requests"`
-	Errors     int64    `json:"errors"`
-	BytesIn    int64    `json:"bytes_in"`
-	BytesOut   int64    `json:"bytes_out"`
-	OpenConns  int64    `json:"open_connections"`
-	Bound      bool     `json:"bound"`
-	BoundSince string   `json:"bound_since,omitempty"`
-	boundSince time.Time
+	Name      string   `json:"name"`
+	Proto     string   `json:"proto"`
+	URL       string   `json:"public_url"`
+	URLs      []string `json:"public_urls"`
+	Target    string   `json:"target"`
+	Requests  int64    `json:"requests"`
+	Errors    int64    `json:"errors"`
+	BytesIn   int64    `json:"bytes_in"`
+	BytesOut  int64    `json:"bytes_out"`
+	OpenConns int64    `json:"open_connections"`
+	Bound     bool     `json:"bound"`
 }
 
 func (t *tunnel) status() *TunnelStatus {

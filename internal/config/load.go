@@ -10,11 +10,6 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// Validator is implemented by config structs.
-type Validator interface {
-	Validate() error
-}
-
 // Error is a problem in a configuration file, with its position when known.
 type Error struct {
 	File string

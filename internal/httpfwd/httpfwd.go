@@ -1,7 +1,9 @@
 // Package httpfwd holds the pieces of HTTP forwarding that both ends of a
-// tunnel use around net/http/httputil.ReverseProxy: a response recorder for
-// access logs and counters, and the proxy's copy-buffer pool. The proxies
-// themselves live with their owners (package server, package client).
+// tunnel use around net/http/httputil.ReverseProxy: Transport, the
+// round-tripper that serves bodyless requests on the caller's goroutine
+// over a kept-alive pool; a response recorder for access logs and
+// counters; and the proxies' copy-buffer pool. The proxies themselves live
+// with their owners (package server, package client).
 package httpfwd
 
 import (

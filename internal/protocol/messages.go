@@ -63,9 +63,10 @@ type Message interface {
 	Type() MsgType
 }
 
-// Hello opens a session. Credentials are usually sent as HTTP headers on the
-// WebSocket handshake too, so that a bad one is refused before the upgrade;
-// they are repeated here for transports that cannot carry headers.
+// Hello opens a session. Credentials travel as an HTTP header on the
+// WebSocket handshake, so that a bad one is refused before the upgrade;
+// APIKey and Token are reserved for transports that cannot carry headers
+// and are ignored by this version's server.
 type Hello struct {
 	Version       int    `json:"version"`
 	ClientVersion string `json:"client_version,omitempty"`

@@ -266,11 +266,12 @@ func urlFor(scheme, host string, port, override, def int) string {
 	return scheme + "://" + host + ":" + strconv.Itoa(port)
 }
 
-// setupProxy gives an HTTP tunnel its reverse proxy. The transport keeps up
-// to tunnel.idle_streams idle streams, each one kept-alive HTTP/1.1
-// connection through the client to the local app, so that concurrent
-// visitors reuse connections instead of opening a stream and a local
-// connection per request.
+// setupProxy gives an HTTP tunnel its reverse proxy. Each of its two pools
+// (httpfwd.Transport's for bodyless requests, http.Transport's for the
+// rest) keeps up to tunnel.idle_streams idle streams, each a kept-alive
+// HTTP/1.1 connection through the client to the local app, so that
+// concurrent visitors reuse connections instead of opening a stream and a
+// local connection per request.
 func (s *Server) setupProxy(t *tunnel) {
 	if t.proxy != nil {
 		return

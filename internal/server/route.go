@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -224,7 +225,7 @@ func takenErr(key string, err error, by string) error {
 
 func displayKey(key string) string {
 	if port, ok := tcpPort(key); ok {
-		return "port " + itoa(port)
+		return "port " + strconv.Itoa(port)
 	}
 	return key
 }

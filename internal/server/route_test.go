@@ -1,6 +1,7 @@
 package server
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +16,7 @@ func testPool(n int, strategy string) (*route, []*tunnel) {
 	r := newRoute("shop.localhost", &protocol.Pool{Strategy: strategy}, nil)
 	var ms []*tunnel
 	for i := range n {
-		t := &tunnel{name: "m" + itoa(i)}
+		t := &tunnel{name: "m" + strconv.Itoa(i)}
 		r.add(t)
 		ms = append(ms, t)
 	}

@@ -188,19 +188,19 @@ func (s *Server) Start() (err error) {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          s.errLog,
 	}
-	go serve(s.public, s.limitVisitors(s.lnPublic), nil)
+	go serve(s.public, s.limitVisitors(s.lnPublic))
 	tunnelLn := s.lnTunnel
 	if s.deps.TLS != nil {
 		tunnelLn = tls.NewListener(s.lnTunnel, s.tunnelTLSConfig())
 	}
-	go serve(s.tunnelSrv, tunnelLn, nil)
+	go serve(s.tunnelSrv, tunnelLn)
 	if s.lnHTTPS != nil {
 		s.https = s.publicServer()
-		go serve(s.https, tls.NewListener(s.limitVisitors(s.lnHTTPS), s.publicTLSConfig()), nil)
+		go serve(s.https, tls.NewListener(s.limitVisitors(s.lnHTTPS), s.publicTLSConfig()))
 	}
 	if s.lnAdmin != nil {
 		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: s.errLog}
-		go serve(s.admin, s.lnAdmin, nil)
+		go serve(s.admin, s.lnAdmin)
 	}
 	s.sweepStop = make(chan struct{})
 	go s.sweepLoop(s.sweepStop)
@@ -376,7 +376,7 @@ func listen(addr string, keepAlive time.Duration) (net.Listener, error) {
 	return lc.Listen(context.Background(), "tcp", addr)
 }
 
-func serve(hs *http.Server, ln net.Listener, _ error) {
+func serve(hs *http.Server, ln net.Listener) {
 	_ = hs.Serve(ln)
 }
 

@@ -221,5 +221,3 @@ func tcpPort(key string) (int, bool) {
 	n, err := strconv.Atoi(rest)
 	return n, err == nil
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
