@@ -68,7 +68,11 @@ func NewHits(log *slog.Logger, interval time.Duration, now func() time.Time) *Hi
 
 // Hit records one hit of kind with log attributes describing it.
 func (h *Hits) Hit(kind Kind, attrs ...any) {
-	v, _ := h.counts.LoadOrStore(kind, &kindState{})
+	v, ok := h.counts.Load(kind)
+	if !ok {
+		// Every kind is stored up front; this is only for a new one.
+		v, _ = h.counts.LoadOrStore(kind, &kindState{})
+	}
 	st := v.(*kindState)
 	st.n.Add(1)
 	now := h.now()
