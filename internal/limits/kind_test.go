@@ -135,7 +135,7 @@ func TestKindsAreLabels(t *testing.T) {
 		"tunnel_requests_per_second", "tunnel_connections", "user_bandwidth", "session_streams",
 		"user_tunnels", "user_sessions", "server_tunnels", "visitor_connections_per_ip",
 		"visitor_requests_per_second", "handshakes_per_second_per_ip", "auth_failures_per_ip",
-		"control_messages_per_second",
+		"control_messages_per_second", "visitor_access_failures_per_ip",
 	}
 	if len(AllKinds) != len(want) {
 		t.Fatalf("%d kinds, want %d", len(AllKinds), len(want))
