@@ -72,6 +72,22 @@ type ShapedConn struct {
 	net.Conn
 	In, Out *Bandwidth
 	Ctx     context.Context
+	cancel  context.CancelFunc
+}
+
+// Shape wraps c so that a wait in progress ends when c is closed (an
+// abandoned transfer must not keep drawing on the user's bucket).
+func Shape(c net.Conn, in, out *Bandwidth) *ShapedConn {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &ShapedConn{Conn: c, In: in, Out: out, Ctx: ctx, cancel: cancel}
+}
+
+// Close ends any wait in progress, then closes the connection.
+func (c *ShapedConn) Close() error {
+	if c.cancel != nil {
+		c.cancel()
+	}
+	return c.Conn.Close()
 }
 
 func (c *ShapedConn) Read(p []byte) (int, error) {

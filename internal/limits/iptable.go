@@ -32,6 +32,9 @@ type IPTable struct {
 type ipShard struct {
 	mu sync.Mutex
 	m  map[netip.Addr]*ipEntry
+	// lastFullEvict rate-limits eviction scans of a full shard: under an
+	// address spray every new address would otherwise scan it all.
+	lastFullEvict time.Time
 }
 
 type ipEntry struct {
@@ -82,7 +85,8 @@ func (t *IPTable) entry(ip netip.Addr) (*ipEntry, *ipShard) {
 	s.mu.Lock()
 	e, ok := s.m[ip]
 	if !ok {
-		if len(s.m) >= t.maxEntries/len(t.shards) {
+		if now := t.now(); len(s.m) >= t.maxEntries/len(t.shards) && now.Sub(s.lastFullEvict) >= time.Second {
+			s.lastFullEvict = now
 			t.evictLocked(s)
 		}
 		if len(s.m) >= t.maxEntries/len(t.shards) {

@@ -64,17 +64,21 @@ type tunnel struct {
 // stream header. It is the HTTP transport's dialer and the TCP forwarder's.
 func (t *tunnel) openStream(ctx context.Context, remote, public string) (net.Conn, error) {
 	ss := t.sess
-	if max := int64(ss.lim.MaxStreamsPerSession); max > 0 && ss.streams.Load() >= max {
+	// The stream is counted before it is opened, so that concurrent
+	// opens cannot all pass the limit; failures give the count back.
+	if max := int64(ss.lim.MaxStreamsPerSession); ss.streams.Add(1) > max && max > 0 {
 		// Streams idle in the tunnels' pools count too: give them back
 		// before refusing, or one tunnel's idle pool starves the others.
 		ss.closeIdleStreams()
-		if ss.streams.Load() >= max {
+		if ss.streams.Load() > max {
+			ss.streams.Add(-1)
 			ss.srv.hits.Hit(limits.SessionStreams, "session", ss.id, "user", ss.ident.User)
 			return nil, &streamLimitError{max: max}
 		}
 	}
 	st, err := t.sess.mux.OpenStream()
 	if err != nil {
+		ss.streams.Add(-1)
 		return nil, &clientAwayError{err: err}
 	}
 	if dl, ok := ctx.Deadline(); ok {
@@ -82,18 +86,18 @@ func (t *tunnel) openStream(ctx context.Context, remote, public string) (net.Con
 	}
 	if err := protocol.WriteStreamHeader(st, &protocol.StreamHeader{TunnelID: t.id, RemoteAddr: remote, PublicAddr: public}); err != nil {
 		st.Close()
+		ss.streams.Add(-1)
 		return nil, &clientAwayError{err: err}
 	}
 	st.SetWriteDeadline(time.Time{})
 	t.openStreams.Add(1)
-	ss.streams.Add(1)
 	ss.srv.stats.streamsOpen.Add(1)
 	ss.srv.stats.streamsTotal.Add(1)
 	var c net.Conn = &countedConn{Conn: st, t: t}
 	if u := ss.user; u != nil && (u.up != nil || u.down != nil) {
 		// Shape by the user's bandwidth: reads carry client->visitor
 		// bytes, writes visitor->client.
-		c = &limits.ShapedConn{Conn: c, In: u.down, Out: u.up, Ctx: context.Background()}
+		c = limits.Shape(c, u.down, u.up)
 	}
 	return c, nil
 }
