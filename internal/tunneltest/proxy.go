@@ -100,6 +100,13 @@ func (p *Proxy) pipe(pc *proxyConn, dst, src net.Conn) {
 			}
 		}
 		if err != nil {
+			select {
+			case <-pc.blackholed:
+				// A dead path carries no FIN or RST either: the other
+				// side must find out by itself. Proxy.Close ends it.
+				return
+			default:
+			}
 			p.mu.Lock()
 			defer p.mu.Unlock()
 			switch {
