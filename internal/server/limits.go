@@ -12,6 +12,7 @@ import (
 
 	"github.com/porthole/porthole/internal/auth"
 	"github.com/porthole/porthole/internal/limits"
+	"github.com/porthole/porthole/internal/protocol"
 )
 
 // userState is shared by all sessions of one user: the bandwidth shapers
@@ -19,6 +20,7 @@ import (
 type userState struct {
 	key      string
 	sessions int
+	clients  map[string]int    // sessions per client (resume token hash)
 	up, down *limits.Bandwidth // visitor->client, client->visitor
 }
 
@@ -28,8 +30,11 @@ func (s *Server) limitsFor(ctx context.Context, id *auth.Identity) limits.Config
 	return s.cfg.Limits.For(s.deps.Policy.UserLimits(ctx, id))
 }
 
-// joinUser attaches ss to its user's shared state.
-func (s *Server) joinUser(ss *session) {
+// joinUser attaches ss to its user's shared state, unless the user has
+// max_sessions_per_user sessions of other clients already (a reconnecting
+// client's stale session does not count against it). Check and join are
+// one step, so two clients connecting at once cannot both pass or both fail.
+func (s *Server) joinUser(ss *session) error {
 	key := "user:" + ss.ident.User
 	if ss.ident.User == "" {
 		key = "session:" + ss.id
@@ -37,9 +42,15 @@ func (s *Server) joinUser(ss *session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	u := s.users[key]
+	if max := ss.lim.MaxSessionsPerUser; max > 0 && !ss.ident.Anonymous() && u != nil {
+		if n := u.sessions - u.clients[ss.owner.Client]; n >= max {
+			s.hits.Hit(limits.UserSessions, "user", ss.ident.User)
+			return protocol.Err(protocol.CodeLimitExceeded, true, "session limit reached: user %s has %d of %d sessions open", ss.ident.User, n, max)
+		}
+	}
 	if u == nil {
 		bw := ss.lim.BandwidthBytesPerSecond
-		u = &userState{key: key, up: limits.NewBandwidth(bw), down: limits.NewBandwidth(bw)}
+		u = &userState{key: key, clients: make(map[string]int), up: limits.NewBandwidth(bw), down: limits.NewBandwidth(bw)}
 		user := ss.ident.User
 		for _, b := range []*limits.Bandwidth{u.up, u.down} {
 			if b != nil {
@@ -49,7 +60,9 @@ func (s *Server) joinUser(ss *session) {
 		s.users[key] = u
 	}
 	u.sessions++
+	u.clients[ss.owner.Client]++
 	ss.user = u
+	return nil
 }
 
 func (s *Server) leaveUser(ss *session) {
@@ -59,23 +72,12 @@ func (s *Server) leaveUser(ss *session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ss.user.sessions--
+	if ss.user.clients[ss.owner.Client]--; ss.user.clients[ss.owner.Client] <= 0 {
+		delete(ss.user.clients, ss.owner.Client)
+	}
 	if ss.user.sessions <= 0 {
 		delete(s.users, ss.user.key)
 	}
-}
-
-// userSessions counts ss's user's other sessions, not counting those of the
-// same client (a reconnect may arrive before its old session is found dead).
-func (s *Server) userSessions(ss *session) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, o := range s.sessions {
-		if o != ss && o.ident.User == ss.ident.User && o.owner.Client != ss.owner.Client {
-			n++
-		}
-	}
-	return n
 }
 
 // closeStale ends older sessions of ss's client. A client has one session

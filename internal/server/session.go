@@ -110,14 +110,10 @@ func (ss *session) run() {
 	ss.owner = registry.Owner{User: ss.ident.User, Client: hex.EncodeToString(sum[:16])}
 	ss.srv.mu.Unlock()
 	ss.srv.closeStale(ss)
-	if max := ss.lim.MaxSessionsPerUser; max > 0 && !ss.ident.Anonymous() {
-		if n := ss.srv.userSessions(ss); n >= max {
-			ss.srv.hits.Hit(limits.UserSessions, "user", ss.ident.User)
-			ss.sendFinal(protocol.Err(protocol.CodeLimitExceeded, true, "session limit reached: user %s has %d of %d sessions open", ss.ident.User, n, max))
-			return
-		}
+	if err := ss.srv.joinUser(ss); err != nil {
+		ss.sendFinal(err.(*protocol.Error))
+		return
 	}
-	ss.srv.joinUser(ss)
 	ss.ctrlRate = limits.NewBucket(ss.lim.ControlMessagesPerSecond, ss.lim.ControlBurst, ss.srv.now)
 	if err := ss.w.Write(&protocol.Welcome{
 		SessionID:       ss.id,
