@@ -48,7 +48,12 @@ type Registry[E comparable] interface {
 	Release(key string, e E, grace time.Duration)
 	// Len returns the number of claims, held ones included.
 	Len() int
+	// Sweep forgets held claims whose lease has expired and returns how
+	// many; the server calls it periodically.
+	Sweep() int
 }
+
+var _ Registry[*int] = (*Memory[*int])(nil)
 
 // Memory is the single-node registry. The zero value is not usable; call
 // NewMemory.

@@ -55,7 +55,7 @@ type Server struct {
 
 	strategy names.Strategy
 	reserved names.ReservedSet
-	reg      *registry.Memory[*route]
+	reg      registry.Registry[*route]
 	claimMu  sync.Mutex // serializes claims, so pools form without races
 	mux      transport.Options
 
