@@ -163,7 +163,7 @@ func (f *FileSource) logLoaded(msg string, fc *fileCert) {
 	leaf := fc.cert.Leaf
 	f.log.Info(msg,
 		"file", f.certFile,
-		"names", leafNames(leaf),
+		"names", LeafNames(leaf),
 		"not_after", leaf.NotAfter.UTC().Format(time.RFC3339),
 		"pin", SPKIPin(leaf))
 	if left := time.Until(leaf.NotAfter); left < 14*24*time.Hour {
@@ -172,8 +172,9 @@ func (f *FileSource) logLoaded(msg string, fc *fileCert) {
 	}
 }
 
-// leafNames lists the DNS names and IP addresses a certificate covers.
-func leafNames(leaf *x509.Certificate) []string {
+// LeafNames lists the names a certificate is for: its DNS names and IP
+// addresses, or its common name when it has neither.
+func LeafNames(leaf *x509.Certificate) []string {
 	names := append([]string(nil), leaf.DNSNames...)
 	for _, ip := range leaf.IPAddresses {
 		names = append(names, ip.String())

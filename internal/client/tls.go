@@ -82,7 +82,7 @@ func verifyPins(cs tls.ConnectionState, pins [][sha256.Size]byte) error {
 			return nil
 		}
 	}
-	return &PinMismatchError{Got: certs.SPKIPin(leaf), Names: certNames(leaf)}
+	return &PinMismatchError{Got: certs.SPKIPin(leaf), Names: certs.LeafNames(leaf)}
 }
 
 // PinMismatchError means the server's key matches no --server-pin. It is
@@ -131,21 +131,10 @@ func explainTLSError(url string, err error) error {
 			url, cve.Err, certs.SPKIPin(leaf))
 	case errors.As(err, &hostname):
 		return fmt.Errorf("%s: the server's certificate does not cover the address you connect to (%w); "+
-			"use a --server address with one of its names: %s", url, cve.Err, strings.Join(certNames(leaf), ", "))
+			"use a --server address with one of its names: %s", url, cve.Err, strings.Join(certs.LeafNames(leaf), ", "))
 	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
 		return fmt.Errorf("%s: the server's certificate is expired or not yet valid (%w); "+
 			"the server must renew it, or this machine's clock is wrong", url, cve.Err)
 	}
 	return fmt.Errorf("%s: the server's certificate failed verification: %w", url, cve.Err)
-}
-
-func certNames(c *x509.Certificate) []string {
-	names := append([]string(nil), c.DNSNames...)
-	for _, ip := range c.IPAddresses {
-		names = append(names, ip.String())
-	}
-	if len(names) == 0 && c.Subject.CommonName != "" {
-		names = append(names, c.Subject.CommonName)
-	}
-	return names
 }
