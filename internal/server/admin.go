@@ -109,12 +109,7 @@ type TunnelInfo struct {
 
 // Sessions lists connected sessions, oldest first.
 func (s *Server) Sessions() []SessionInfo {
-	s.mu.Lock()
-	list := make([]*session, 0, len(s.sessions))
-	for _, ss := range s.sessions {
-		list = append(list, ss)
-	}
-	s.mu.Unlock()
+	list := s.sessionsWhere(func(*session) bool { return true })
 	out := make([]SessionInfo, 0, len(list))
 	for _, ss := range list {
 		out = append(out, ss.info())

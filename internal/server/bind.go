@@ -206,15 +206,7 @@ func (s *Server) takesOver(ss *session, b *protocol.Bind) bool {
 	default:
 		return false
 	}
-	s.mu.Lock()
-	var others []*session
-	for _, o := range s.sessions {
-		if o != ss && o.owner == ss.owner {
-			others = append(others, o)
-		}
-	}
-	s.mu.Unlock()
-	for _, o := range others {
+	for _, o := range s.sessionsWhere(func(o *session) bool { return o != ss && o.owner == ss.owner }) {
 		o.mu.Lock()
 		for _, t := range o.tunnels {
 			if t.key == key {
@@ -231,14 +223,7 @@ func (s *Server) userTunnels(ss *session) int {
 	if ss.ident.User == "" {
 		return ss.tunnelCount()
 	}
-	s.mu.Lock()
-	list := make([]*session, 0, len(s.sessions))
-	for _, o := range s.sessions {
-		if o.ident.User == ss.ident.User {
-			list = append(list, o)
-		}
-	}
-	s.mu.Unlock()
+	list := s.sessionsWhere(func(o *session) bool { return o.ident.User == ss.ident.User })
 	n := 0
 	for _, o := range list {
 		n += o.tunnelCount()

@@ -85,15 +85,7 @@ func (s *Server) leaveUser(ss *session) {
 // noticing yet; requests sent on it would hang until the heartbeat gives
 // up, so they fail at once instead and the new session takes the names.
 func (s *Server) closeStale(ss *session) {
-	s.mu.Lock()
-	var stale []*session
-	for _, o := range s.sessions {
-		if o != ss && o.owner == ss.owner {
-			stale = append(stale, o)
-		}
-	}
-	s.mu.Unlock()
-	for _, o := range stale {
+	for _, o := range s.sessionsWhere(func(o *session) bool { return o != ss && o.owner == ss.owner }) {
 		o.log.Info("replaced by a newer session of the same client")
 		o.mux.Close()
 	}

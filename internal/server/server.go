@@ -422,16 +422,23 @@ func (s *Server) RevokeUser(user, reason string) int {
 	return s.revokeWhere(reason, func(ss *session) bool { return ss.ident.User == user })
 }
 
-// revokeWhere revokes the sessions that match.
-func (s *Server) revokeWhere(reason string, match func(*session) bool) int {
+// sessionsWhere returns the sessions that match, read under the lock and
+// used outside it (their own methods lock what they touch).
+func (s *Server) sessionsWhere(match func(*session) bool) []*session {
 	s.mu.Lock()
-	var hit []*session
+	defer s.mu.Unlock()
+	var out []*session
 	for _, ss := range s.sessions {
-		if ss.ident != nil && match(ss) {
-			hit = append(hit, ss)
+		if match(ss) {
+			out = append(out, ss)
 		}
 	}
-	s.mu.Unlock()
+	return out
+}
+
+// revokeWhere revokes the sessions that match.
+func (s *Server) revokeWhere(reason string, match func(*session) bool) int {
+	hit := s.sessionsWhere(func(ss *session) bool { return ss.ident != nil && match(ss) })
 	for _, ss := range hit {
 		ss.end(protocol.NoticeRevoked, reason)
 	}
