@@ -39,8 +39,8 @@ func TestAccess(t *testing.T) {
 	v1 := poolVisitor(t, s.httpAddr, "127.0.0.1")
 	v2 := poolVisitor(t, s.httpAddr, "127.0.0.2")
 	tcpAddr := net.JoinHostPort("127.0.0.1", fmt.Sprint(tcpPort))
-	var procs []*idProc
-	client := func(t *testing.T, app string, flags ...string) *idProc {
+	var procs []*proc
+	client := func(t *testing.T, app string, flags ...string) *proc {
 		p := s.client(t, app, append([]string{"--log-level", "debug"}, flags...)...)
 		procs = append(procs, p)
 		return p
@@ -162,7 +162,7 @@ func TestAccess(t *testing.T) {
 
 	t.Run("TCP", func(t *testing.T) {
 		echo := startPoolEcho(t, "echo")
-		p := idStart(t, "tcp", echo.port, "--server", s.tunnelURL, "--inspect-addr", "127.0.0.1:0",
+		p := startPorthole(t, interrupted, "tcp", echo.port, "--server", s.wsURL(), "--inspect-addr", "127.0.0.1:0",
 			"--remote-port", fmt.Sprint(tcpPort), "--allow-cidr", "127.0.0.1")
 		procs = append(procs, p)
 		p.forwarding(t)
@@ -201,12 +201,12 @@ addr = %q
 remote_port = %d
 deny_cidr = ["127.0.0.2/32"]
 `, app.port, accCarolPW, accHeaderPW, echo.port, tcpPort))
-		p := idStart(t, "start", "--config", cfg, "--server", s.tunnelURL, "--inspect-addr", "127.0.0.1:0", "--log-level", "debug")
+		p := startPorthole(t, interrupted, "start", "--config", cfg, "--server", s.wsURL(), "--inspect-addr", "127.0.0.1:0", "--log-level", "debug")
 		procs = append(procs, p)
 		lines := p.wait(t, p.out, regexp.MustCompile(`(?s)Forwarding .*\nForwarding [^\n]*\n`), 20*time.Second)[0]
 		urls := map[string]bool{}
-		for _, m := range idForwarding.FindAllStringSubmatch(lines, -1) {
-			urls[m[1]] = true
+		for _, u := range forwardingURLsIn(lines) {
+			urls[u] = true
 		}
 		var url string
 		for u := range urls {
@@ -255,8 +255,8 @@ deny_cidr = ["127.0.0.2/32"]
 			{"--pool-strategy", "fastest"},
 			{"--health-path", "ok"},
 		} {
-			args := append([]string{"http", app.port, "--server", s.tunnelURL, "--inspect-addr", "127.0.0.1:0"}, flags...)
-			out, errOut, code := coreRun(t, args...)
+			args := append([]string{"http", app.port, "--server", s.wsURL(), "--inspect-addr", "127.0.0.1:0"}, flags...)
+			out, errOut, code := runPorthole(t, args...)
 			if code != 2 || strings.TrimSpace(errOut) == "" || strings.Contains(out, "Forwarding") {
 				t.Errorf("porthole http %v: want a usage error (exit 2) with a message: %s", flags, coreDescribe(code, out, errOut))
 			}
@@ -266,7 +266,7 @@ deny_cidr = ["127.0.0.2/32"]
 		}
 		cfg := filepath.Join(t.TempDir(), "bad.toml")
 		writeAccFile(t, cfg, fmt.Sprintf("[tunnels.web]\nproto = \"http\"\naddr = %q\nallow_cidr = [\"300.1.1.1\"]\n", app.port))
-		out, errOut, code := coreRun(t, "start", "--config", cfg, "--server", s.tunnelURL, "--inspect-addr", "127.0.0.1:0")
+		out, errOut, code := runPorthole(t, "start", "--config", cfg, "--server", s.wsURL(), "--inspect-addr", "127.0.0.1:0")
 		if code != 2 || !strings.Contains(errOut, "300.1.1.1") {
 			t.Errorf("start with a bad allow_cidr: want exit 2 naming it: %s", coreDescribe(code, out, errOut))
 		}
@@ -278,7 +278,7 @@ deny_cidr = ["127.0.0.2/32"]
 	t.Run("BadRulesServer", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		mux, err := transport.Dial(ctx, s.tunnelURL, transport.DialOptions{Timeout: 5 * time.Second})
+		mux, err := transport.Dial(ctx, s.wsURL(), transport.DialOptions{Timeout: 5 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -347,7 +347,7 @@ deny_cidr = ["127.0.0.2/32"]
 		for _, sec := range []string{"alice:" + accAlicePW, "bob:" + accBobPW, "carol:" + accCarolPW} {
 			secrets = append(secrets, base64.StdEncoding.EncodeToString([]byte(sec)))
 		}
-		logs := map[string]string{"server": s.p.errOut() + s.p.out()}
+		logs := map[string]string{"server": s.errOut() + s.out()}
 		for i, p := range procs {
 			logs[fmt.Sprintf("client %d (%s)", i, strings.Join(p.args[:2], " "))] = p.errOut() + p.out()
 		}

@@ -7,8 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
@@ -220,18 +218,7 @@ func adminSessionOf(t *testing.T, list []adminSession, publicURL string) adminSe
 // environment and returns stdout, stderr and the exit code.
 func adminCLI(t *testing.T, env []string, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(identityBin, append([]string{"admin", "sessions"}, args...)...)
-	cmd.Env = append(append(os.Environ(), "PORTHOLE_ADMIN_TOKEN="), env...)
-	var so, se bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &so, &se
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return so.String(), se.String(), code
+	return runPortholeEnv(t, env, append([]string{"admin", "sessions"}, args...)...)
 }
 
 // adminApp is the local app behind the tunnels: "/" answers 200, "/missing"

@@ -222,7 +222,7 @@ func TestAdmin(t *testing.T) {
 		}
 	})
 
-	var alice *idProc
+	var alice *proc
 	var aliceURL string
 	top := t // alice's client outlives the subtest that starts it
 	t.Run("Traffic", func(t *testing.T) {
@@ -575,7 +575,7 @@ func TestAdmin(t *testing.T) {
 		// period (held, not bound) and takes it back when it reconnects.
 		key := s.limUserKey(t, "erin")
 		path := startAdminProxy(t, s.tunnelAddr)
-		c := idStart(t, "http", app.port, "--server", "ws://"+path.addr(), "--inspect-addr", "127.0.0.1:0", "--api-key", key)
+		c := startPorthole(t, interrupted, "http", app.port, "--server", "ws://"+path.addr(), "--inspect-addr", "127.0.0.1:0", "--api-key", key)
 		u := c.forwarding(t)
 		before := adminScrapeMetrics(t, s.adminAddr)
 		path.set(proxyCut)
@@ -715,7 +715,7 @@ func TestAdmin(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("the slow request did not reach the app")
 		}
-		if err := s.p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
 		// While the request drains, the process is alive but not ready.
@@ -739,7 +739,7 @@ func TestAdmin(t *testing.T) {
 		if r.err != nil || r.code != 200 || r.body != "slow done" {
 			t.Errorf("in-flight request across the shutdown: %d %q %v", r.code, r.body, r.err)
 		}
-		if code := s.p.exit(t, 15*time.Second); code != 0 {
+		if code := s.exit(t, 15*time.Second); code != 0 {
 			t.Errorf("server exited %d after SIGTERM", code)
 		}
 	})

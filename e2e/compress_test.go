@@ -23,7 +23,7 @@ func TestCompress(t *testing.T) {
 	t.Run("Allowed", func(t *testing.T) {
 		srv := startTCPServer(t)
 		relay := startCompressRelay(t, srv.tunnelAddr)
-		tun := startTCPTunnel(t, srv.coreServer, echo.port(), "--compress", "--server", relay.wsURL())
+		tun := startTCPTunnel(t, srv.serverProc, echo.port(), "--compress", "--server", relay.wsURL())
 		if !eventually(func() bool { return strings.Contains(tun.errOut(), "session compressed") }) {
 			t.Errorf("the client did not log its compressed session:\n%s", tun.errOut())
 		}
@@ -46,8 +46,8 @@ func TestCompress(t *testing.T) {
 		t.Cleanup(func() { app.Close() })
 		httpRelay := startCompressRelay(t, srv.tunnelAddr)
 		_, port, _ := net.SplitHostPort(ln.Addr().String())
-		cl := coreStart(t, "http", port, "--compress", "--server", httpRelay.wsURL(), "--inspect-addr", "off")
-		url := cl.forwardingURLs(1)[0]
+		cl := startPorthole(t, killed, "http", port, "--compress", "--server", httpRelay.wsURL(), "--inspect-addr", "off")
+		url := cl.forwardingURLs(t, 1)[0]
 		before := httpRelay.bytes()
 		status, body, err := srv.get(t, url+"/data.json")
 		if err != nil || status != 200 || body != string(data) {
@@ -63,7 +63,7 @@ func TestCompress(t *testing.T) {
 		conf := writeCoreFile(t, "server.toml", "[tunnel]\ncompression = \"off\"\n")
 		srv := startTCPServer(t, "--config", conf)
 		relay := startCompressRelay(t, srv.tunnelAddr)
-		tun := startTCPTunnel(t, srv.coreServer, echo.port(), "--compress", "--server", relay.wsURL())
+		tun := startTCPTunnel(t, srv.serverProc, echo.port(), "--compress", "--server", relay.wsURL())
 		if !eventually(func() bool { return strings.Contains(tun.errOut(), "compression refused by the server") }) {
 			t.Errorf("the client did not log the refusal:\n%s", tun.errOut())
 		}
@@ -80,7 +80,7 @@ func TestCompress(t *testing.T) {
 	t.Run("NotAsked", func(t *testing.T) {
 		srv := startTCPServer(t)
 		relay := startCompressRelay(t, srv.tunnelAddr)
-		tun := startTCPTunnel(t, srv.coreServer, echo.port(), "--server", relay.wsURL())
+		tun := startTCPTunnel(t, srv.serverProc, echo.port(), "--server", relay.wsURL())
 		if wire := compressEchoRoundTrip(t, relay, tun.public, data); wire < payload {
 			t.Errorf("compression is off by default, yet %d bytes on the wire for %d", wire, payload)
 		}
@@ -94,8 +94,8 @@ func TestCompress(t *testing.T) {
 		srv := startTCPServer(t)
 		relay := startCompressRelay(t, srv.tunnelAddr)
 		conf := writeCoreFile(t, "porthole.toml", fmt.Sprintf("compress = true\n\n[tunnels.echo]\nproto = \"tcp\"\naddr = %q\n", echo.port()))
-		cl := coreStart(t, "start", "--config", conf, "--server", relay.wsURL(), "--inspect-addr", "off")
-		public := tcpPublicAddr(t, cl.forwardingURLs(1)[0])
+		cl := startPorthole(t, killed, "start", "--config", conf, "--server", relay.wsURL(), "--inspect-addr", "off")
+		public := tcpPublicAddr(t, cl.forwardingURLs(t, 1)[0])
 		if wire := compressEchoRoundTrip(t, relay, public, data); wire > payload/3 {
 			t.Errorf("compress = true: %d bytes on the wire for %d", wire, payload)
 		}

@@ -14,10 +14,10 @@ import (
 // TestCoreDemo: `porthole demo` alone gives a URL that answers.
 func TestCoreDemo(t *testing.T) {
 	httpAddr := freeAddr(t)
-	demo := coreStart(t, "demo", "--http-addr", httpAddr, "--tunnel-addr", freeAddr(t),
+	demo := startPorthole(t, killed, "demo", "--http-addr", httpAddr, "--tunnel-addr", freeAddr(t),
 		"--admin-addr", freeAddr(t), "--inspect-addr", freeAddr(t))
-	url := demo.forwardingURLs(1)[0]
-	s := &coreServer{httpAddr: httpAddr}
+	url := demo.forwardingURLs(t, 1)[0]
+	s := &serverProc{httpAddr: httpAddr}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		status, body, err := s.get(t, url)
@@ -29,13 +29,13 @@ func TestCoreDemo(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if code := demo.signal(syscall.SIGTERM, 20*time.Second); code != 0 {
+	if code := demo.signal(t, syscall.SIGTERM, 20*time.Second); code != 0 {
 		t.Errorf("demo exit code on SIGTERM: %d", code)
 	}
 }
 
 func TestCoreVersion(t *testing.T) {
-	out, errOut, code := coreRun(t, "version")
+	out, errOut, code := runPorthole(t, "version")
 	if code != 0 || !strings.HasPrefix(out, "porthole ") {
 		t.Fatalf("porthole version: %s", coreDescribe(code, out, errOut))
 	}
@@ -64,8 +64,8 @@ func TestCoreTCP(t *testing.T) {
 	_, echoPort, _ := net.SplitHostPort(echo.Addr().String())
 	_, pub, _ := net.SplitHostPort(freeAddr(t))
 	srv := startCoreServer(t, "--tcp-ports", pub+"-"+pub)
-	cl := coreStart(t, "tcp", echoPort, "--server", srv.wsURL(), "--inspect-addr", freeAddr(t))
-	url := cl.forwardingURLs(1)[0]
+	cl := startPorthole(t, killed, "tcp", echoPort, "--server", srv.wsURL(), "--inspect-addr", freeAddr(t))
+	url := cl.forwardingURLs(t, 1)[0]
 	if url != "tcp://localhost:"+pub {
 		t.Fatalf("tcp Forwarding URL %q, want tcp://localhost:%s", url, pub)
 	}
@@ -81,7 +81,7 @@ func TestCoreTCP(t *testing.T) {
 		t.Fatalf("echo through the tcp tunnel: %q %v", buf, err)
 	}
 
-	out, errOut, code := coreRun(t, "tcp", echoPort, "--remote-port", "1", "--server", srv.wsURL(), "--inspect-addr", freeAddr(t))
+	out, errOut, code := runPorthole(t, "tcp", echoPort, "--remote-port", "1", "--server", srv.wsURL(), "--inspect-addr", freeAddr(t))
 	if code != 1 || !strings.Contains(errOut, "outside") {
 		t.Fatalf("--remote-port outside the range: %s", coreDescribe(code, out, errOut))
 	}
@@ -91,13 +91,13 @@ func TestCoreTCP(t *testing.T) {
 // JSON object, and flags work before the positional TARGET too.
 func TestCoreJSONLogsAndFlagOrder(t *testing.T) {
 	srv := startCoreServer(t, "--log-format", "json")
-	appPort := coreApp(t, "json app")
-	cl := coreStart(t, "--log-format", "json", "http", "--server", srv.wsURL(), "--inspect-addr", freeAddr(t), appPort)
-	url := cl.forwardingURLs(1)[0]
+	appPort := nameApp(t, "json app")
+	cl := startPorthole(t, killed, "--log-format", "json", "http", "--server", srv.wsURL(), "--inspect-addr", freeAddr(t), appPort)
+	url := cl.forwardingURLs(t, 1)[0]
 	srv.waitBody(t, url, "json app", 10*time.Second)
 	// Give the access log line a moment to be written.
 	time.Sleep(200 * time.Millisecond)
-	for name, p := range map[string]*coreProc{"server": srv.coreProc, "client": cl} {
+	for name, p := range map[string]*proc{"server": srv.proc, "client": cl} {
 		lines := 0
 		var sawRequest bool
 		for _, line := range strings.Split(strings.TrimSpace(p.errOut()), "\n") {

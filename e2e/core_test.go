@@ -16,10 +16,10 @@ import (
 // answers, `porthole status` reports it, and SIGTERM ends both with 0.
 func TestCoreQuickstart(t *testing.T) {
 	srv := startCoreServer(t)
-	appPort := coreApp(t, "hello from the app")
+	appPort := nameApp(t, "hello from the app")
 	inspect := freeAddr(t)
-	cl := coreStart(t, "http", appPort, "--server", srv.wsURL(), "--inspect-addr", inspect)
-	url := cl.forwardingURLs(1)[0]
+	cl := startPorthole(t, killed, "http", appPort, "--server", srv.wsURL(), "--inspect-addr", inspect)
+	url := cl.forwardingURLs(t, 1)[0]
 	_, port, _ := strings.Cut(srv.httpAddr, ":")
 	if !regexp.MustCompile(`^http://[a-z0-9-]+\.localhost:` + port + `$`).MatchString(url) {
 		t.Fatalf("Forwarding URL %q", url)
@@ -29,11 +29,11 @@ func TestCoreQuickstart(t *testing.T) {
 	}
 	srv.waitBody(t, url+"/", "hello from the app", 10*time.Second)
 
-	out, errOut, code := coreRun(t, "status", "--inspect-addr", inspect)
+	out, errOut, code := runPorthole(t, "status", "--inspect-addr", inspect)
 	if code != 0 || !strings.Contains(out, url) || !strings.Contains(out, "online") {
 		t.Fatalf("porthole status: %s", coreDescribe(code, out, errOut))
 	}
-	out, errOut, code = coreRun(t, "status", "--json", "--inspect-addr", inspect)
+	out, errOut, code = runPorthole(t, "status", "--json", "--inspect-addr", inspect)
 	var st struct {
 		State   string `json:"state"`
 		Tunnels []struct {
@@ -48,18 +48,18 @@ func TestCoreQuickstart(t *testing.T) {
 		t.Fatalf("status --json: %+v", st)
 	}
 	// A status query with nothing to ask fails clearly.
-	if _, errOut, code := coreRun(t, "status", "--inspect-addr", freeAddr(t)); code != 1 || !strings.Contains(errOut, "no porthole client") {
+	if _, errOut, code := runPorthole(t, "status", "--inspect-addr", freeAddr(t)); code != 1 || !strings.Contains(errOut, "no porthole client") {
 		t.Errorf("status with no client running: exit %d, %q", code, errOut)
 	}
 
-	if code := cl.signal(syscall.SIGTERM, 15*time.Second); code != 0 {
+	if code := cl.signal(t, syscall.SIGTERM, 15*time.Second); code != 0 {
 		t.Errorf("client exit code on SIGTERM: %d\n%s", code, cl.errOut())
 	}
 	// The client released its name on the way out.
 	if status, _, _ := srv.get(t, url); status != 404 {
 		t.Errorf("after the client stopped its URL answers %d, want 404", status)
 	}
-	if code := srv.signal(syscall.SIGTERM, 20*time.Second); code != 0 {
+	if code := srv.signal(t, syscall.SIGTERM, 20*time.Second); code != 0 {
 		t.Errorf("server exit code on SIGTERM: %d\n%s", code, srv.errOut())
 	}
 }
@@ -77,7 +77,7 @@ func firstForwardingLine(out string) string {
 // every [tunnels.NAME], and another client shares the server.
 func TestCoreStartSeveralTunnelsAndClients(t *testing.T) {
 	srv := startCoreServer(t)
-	web, api, docs := coreApp(t, "web app"), coreApp(t, "api app"), coreApp(t, "docs app")
+	web, api, docs := nameApp(t, "web app"), nameApp(t, "api app"), nameApp(t, "docs app")
 	cfg := writeCoreFile(t, "porthole.toml", fmt.Sprintf(`
 servers = [%q]
 inspect_addr = %q
@@ -91,10 +91,10 @@ proto = "http"
 addr = "localhost:%s"
 subdomain = "my-api"
 `, srv.wsURL(), freeAddr(t), web, api))
-	one := coreStart(t, "start", "--config", cfg)
-	urls := one.forwardingURLs(2)
-	two := coreStart(t, "http", docs, "--server", srv.wsURL(), "--inspect-addr", freeAddr(t))
-	docsURL := two.forwardingURLs(1)[0]
+	one := startPorthole(t, killed, "start", "--config", cfg)
+	urls := one.forwardingURLs(t, 2)
+	two := startPorthole(t, killed, "http", docs, "--server", srv.wsURL(), "--inspect-addr", freeAddr(t))
+	docsURL := two.forwardingURLs(t, 1)[0]
 
 	byApp := map[string]string{"docs app": docsURL}
 	for _, u := range urls {
@@ -112,8 +112,8 @@ subdomain = "my-api"
 	}
 
 	// Only the named tunnels start when names are given.
-	three := coreStart(t, "start", "--config", cfg, "--server", srv.wsURL(), "--inspect-addr", freeAddr(t), "web")
-	if got := three.forwardingURLs(1); len(got) != 1 || strings.Contains(got[0], "my-api") {
+	three := startPorthole(t, killed, "start", "--config", cfg, "--server", srv.wsURL(), "--inspect-addr", freeAddr(t), "web")
+	if got := three.forwardingURLs(t, 1); len(got) != 1 || strings.Contains(got[0], "my-api") {
 		t.Fatalf("start web: %v", got)
 	}
 	time.Sleep(300 * time.Millisecond)
@@ -127,26 +127,26 @@ subdomain = "my-api"
 // answers again.
 func TestCoreServerKilledAndRestarted(t *testing.T) {
 	srv := startCoreServer(t)
-	appPort := coreApp(t, "survivor")
-	cl := coreStart(t, "http", appPort, "--server", srv.wsURL(), "--inspect-addr", freeAddr(t),
+	appPort := nameApp(t, "survivor")
+	cl := startPorthole(t, killed, "http", appPort, "--server", srv.wsURL(), "--inspect-addr", freeAddr(t),
 		"--reconnect-max", "1s")
-	url := cl.forwardingURLs(1)[0]
+	url := cl.forwardingURLs(t, 1)[0]
 	srv.waitBody(t, url, "survivor", 10*time.Second)
 
-	if code := srv.signal(syscall.SIGKILL, 10*time.Second); code != -int(syscall.SIGKILL) {
+	if code := srv.signal(t, syscall.SIGKILL, 10*time.Second); code != -int(syscall.SIGKILL) {
 		t.Fatalf("server exit after SIGKILL: %d", code)
 	}
 	if status, _, err := srv.get(t, url); err == nil {
 		t.Fatalf("the killed server still answered (%d)", status)
 	}
-	srv.start(t)
+	srv.restart(t)
 	srv.waitBody(t, url, "survivor", 30*time.Second)
 	select {
 	case <-cl.done:
 		t.Fatalf("the client exited during the restart: %v\n%s", cl.err, cl.errOut())
 	default:
 	}
-	if got := cl.forwardingURLs(1); got[len(got)-1] != url {
+	if got := cl.forwardingURLs(t, 1); got[len(got)-1] != url {
 		t.Fatalf("the client printed a new URL %q, want %q", got[len(got)-1], url)
 	}
 }
@@ -159,7 +159,7 @@ http_addr = ":8080"
 [tunnel]
 grace_period = "30s"
 `)
-	out, errOut, code := coreRun(t, "config", "check", good)
+	out, errOut, code := runPorthole(t, "config", "check", good)
 	if code != 0 || !strings.Contains(out, "valid") {
 		t.Fatalf("config check on a good file: %s", coreDescribe(code, out, errOut))
 	}
@@ -169,7 +169,7 @@ servers = ["ws://localhost:8081"]
 proto = "http"
 addr = "3000"
 `)
-	if out, errOut, code := coreRun(t, "config", "check", goodClient); code != 0 || !strings.Contains(out, "client") {
+	if out, errOut, code := runPorthole(t, "config", "check", goodClient); code != 0 || !strings.Contains(out, "client") {
 		t.Fatalf("config check on a good client file: %s", coreDescribe(code, out, errOut))
 	}
 
@@ -181,7 +181,7 @@ addr = "3000"
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bad := writeCoreFile(t, "bad.toml", tc.body)
-			out, errOut, code := coreRun(t, "config", "check", bad)
+			out, errOut, code := runPorthole(t, "config", "check", bad)
 			if code == 0 || !strings.Contains(errOut, bad+tc.want) {
 				t.Fatalf("want a non-zero exit and an error naming %s%s: %s", bad, tc.want, coreDescribe(code, out, errOut))
 			}
@@ -189,7 +189,7 @@ addr = "3000"
 	}
 	// A file that decodes but fails validation says why.
 	invalid := writeCoreFile(t, "invalid.toml", "[tunnel]\nheartbeat = \"1m\"\n")
-	if out, errOut, code := coreRun(t, "config", "check", invalid); code == 0 || !strings.Contains(errOut, "heartbeat") {
+	if out, errOut, code := runPorthole(t, "config", "check", invalid); code == 0 || !strings.Contains(errOut, "heartbeat") {
 		t.Fatalf("invalid values: %s", coreDescribe(code, out, errOut))
 	}
 }
@@ -205,19 +205,19 @@ func TestCoreExitCodes(t *testing.T) {
 		{"tcp", "http://localhost:80"},
 		{"server", "--bogus"},
 	} {
-		out, errOut, code := coreRun(t, args...)
+		out, errOut, code := runPorthole(t, args...)
 		if code != 2 || strings.TrimSpace(errOut) == "" {
 			t.Errorf("porthole %s: want exit 2 with a message: %s", strings.Join(args, " "), coreDescribe(code, out, errOut))
 		}
 	}
 
 	srv := startCoreServer(t)
-	appPort := coreApp(t, "app")
+	appPort := nameApp(t, "app")
 	for _, tc := range []struct {
 		sub, want string
 	}{{"www", "reserved"}, {"admin", "reserved"}} {
 		start := time.Now()
-		out, errOut, code := coreRun(t, "http", appPort, "--server", srv.wsURL(), "--subdomain", tc.sub, "--inspect-addr", freeAddr(t))
+		out, errOut, code := runPorthole(t, "http", appPort, "--server", srv.wsURL(), "--subdomain", tc.sub, "--inspect-addr", freeAddr(t))
 		if code != 1 || !strings.Contains(errOut, tc.want) || strings.Contains(out, "Forwarding") {
 			t.Errorf("--subdomain %s: want exit 1 saying %q: %s", tc.sub, tc.want, coreDescribe(code, out, errOut))
 		}
@@ -226,13 +226,13 @@ func TestCoreExitCodes(t *testing.T) {
 		}
 	}
 	// Taken by a running client: also final.
-	holder := coreStart(t, "http", appPort, "--server", srv.wsURL(), "--subdomain", "mine", "--inspect-addr", freeAddr(t))
-	holder.forwardingURLs(1)
-	out, errOut, code := coreRun(t, "http", appPort, "--server", srv.wsURL(), "--subdomain", "mine", "--inspect-addr", freeAddr(t))
+	holder := startPorthole(t, killed, "http", appPort, "--server", srv.wsURL(), "--subdomain", "mine", "--inspect-addr", freeAddr(t))
+	holder.forwardingURLs(t, 1)
+	out, errOut, code := runPorthole(t, "http", appPort, "--server", srv.wsURL(), "--subdomain", "mine", "--inspect-addr", freeAddr(t))
 	if code != 1 || !strings.Contains(errOut, "in use") {
 		t.Errorf("taken subdomain: %s", coreDescribe(code, out, errOut))
 	}
-	if code := holder.signal(os.Interrupt, 15*time.Second); code != 0 {
+	if code := holder.signal(t, os.Interrupt, 15*time.Second); code != 0 {
 		t.Errorf("client exit code on SIGINT: %d", code)
 	}
 }

@@ -8,10 +8,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -23,26 +21,6 @@ import (
 )
 
 // TestMain builds the binary once for every test in the package.
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "porthole-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	identityBin = filepath.Join(dir, "porthole")
-	if runtime.GOOS == "windows" {
-		identityBin += ".exe"
-	}
-	if out, err := exec.Command("go", "build", "-o", identityBin, "../cmd/porthole").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
 // hsSecret is the external test issuer's shared secret.
 const hsSecret = "e2e-shared-secret-0123456789abcdef-0123456789"
 
@@ -84,7 +62,7 @@ func b64url(s string) string { return base64.RawURLEncoding.EncodeToString([]byt
 func TestIdentity(t *testing.T) {
 	dnsSrv := startIDDNS(t)
 	s := startIDServer(t, t.TempDir(), identityConfig(dnsSrv.addr))
-	app := startIDApp(t)
+	app := nameApp(t, "identity app")
 	s.mustAdmin(t, "users", "add", "alice")
 	s.mustAdmin(t, "users", "add", "bob")
 	aliceKey := s.mustAdmin(t, "keys", "create", "--user", "alice", "--name", "laptop")
@@ -311,8 +289,8 @@ func TestIdentity(t *testing.T) {
 
 	// No credential or key material in any log line, the server's or the
 	// clients'.
-	s.p.stop()
-	logs := s.p.errOut() + s.p.out()
+	s.stop()
+	logs := s.errOut() + s.out()
 	for _, sec := range secrets {
 		if strings.Contains(logs, sec) {
 			t.Errorf("server log contains a secret (%.8s...)", sec)
@@ -368,11 +346,11 @@ func TestIdentityMTLS(t *testing.T) {
 	os.WriteFile(clientCAFile, clientCA.pem, 0o600)
 
 	s := startIDServer(t, t.TempDir(), "", "--tls-cert", srvCert, "--tls-key", srvKey, "--client-ca", clientCAFile)
-	if !strings.HasPrefix(s.tunnelURL, "wss://") {
-		t.Fatalf("tunnel listener is %s, want wss", s.tunnelURL)
+	if !strings.HasPrefix(s.wsURL(), "wss://") {
+		t.Fatalf("tunnel listener is %s, want wss", s.wsURL())
 	}
 	s.mustAdmin(t, "users", "add", "alice")
-	app := startIDApp(t)
+	app := nameApp(t, "identity app")
 	withCert := func(cert, key string) []string {
 		return []string{"--ca-file", serverCAFile, "--cert", cert, "--key", key}
 	}

@@ -2,13 +2,10 @@ package e2e
 
 import (
 	"bufio"
-	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -18,29 +15,19 @@ import (
 	"github.com/porthole/porthole/internal/protocol"
 )
 
-// limServer is a `porthole server` (the built binary, auth on) with its
-// admin listener's address, for /metrics.
-type limServer struct {
-	*idServer
-	adminAddr string
-}
-
-// limStartServer starts a server with configTOML on loopback ports.
-func limStartServer(t *testing.T, configTOML string, extra ...string) *limServer {
+// limStartServer starts a server (the built binary, auth on) with
+// configTOML on loopback ports; its admin listener serves /metrics.
+func limStartServer(t *testing.T, configTOML string, extra ...string) *serverProc {
 	t.Helper()
 	s := startIDServer(t, t.TempDir(), configTOML, extra...)
-	line := s.p.wait(t, s.p.errOut, regexp.MustCompile(`\{[^\n]*"msg":"server started"[^\n]*\}`), 5*time.Second)[0]
-	var a struct {
-		Admin string `json:"admin"`
+	if s.adminAddr == "" {
+		t.Fatalf("no admin address in the start line:\n%s", s.errOut())
 	}
-	if err := json.Unmarshal([]byte(line), &a); err != nil || a.Admin == "" {
-		t.Fatalf("no admin address in %q: %v", line, err)
-	}
-	return &limServer{idServer: s, adminAddr: a.Admin}
+	return s
 }
 
 // metric reads one sample (`name` or `name{label="v"}`) from /metrics.
-func (s *limServer) metric(t *testing.T, series string) float64 {
+func (s *serverProc) metric(t *testing.T, series string) float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + s.adminAddr + "/metrics")
 	if err != nil {
@@ -64,16 +51,16 @@ func (s *limServer) metric(t *testing.T, series string) float64 {
 }
 
 // limitHits reads porthole_limit_hits_total for kind.
-func (s *limServer) limitHits(t *testing.T, kind string) float64 {
+func (s *serverProc) limitHits(t *testing.T, kind string) float64 {
 	t.Helper()
 	return s.metric(t, `porthole_limit_hits_total{kind="`+kind+`"}`)
 }
 
 // logLines counts the server's JSON log lines with message msg and, when
 // given, the field limit=kind.
-func (s *limServer) logLines(msg, kind string) int {
+func (s *serverProc) logLines(msg, kind string) int {
 	n := 0
-	for _, l := range strings.Split(s.p.errOut(), "\n") {
+	for _, l := range strings.Split(s.errOut(), "\n") {
 		if !strings.Contains(l, `"msg":"`+msg+`"`) {
 			continue
 		}
@@ -86,7 +73,7 @@ func (s *limServer) logLines(msg, kind string) int {
 }
 
 // limUserKey adds a user and returns a new API key for it.
-func (s *limServer) limUserKey(t *testing.T, user string, limitFlags ...string) string {
+func (s *serverProc) limUserKey(t *testing.T, user string, limitFlags ...string) string {
 	t.Helper()
 	s.mustAdmin(t, "users", "add", user)
 	if len(limitFlags) > 0 {
@@ -104,17 +91,10 @@ type limApp struct {
 func limStartApp(t *testing.T) *limApp {
 	t.Helper()
 	a := &limApp{}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	a.port = portOf(serveApp(t, &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.hits.Add(1)
 		io.WriteString(w, "limits app")
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	_, a.port, _ = net.SplitHostPort(ln.Addr().String())
+	})}))
 	return a
 }
 
@@ -122,36 +102,17 @@ func limStartApp(t *testing.T) *limApp {
 func limStartBigApp(t *testing.T, size int) string {
 	t.Helper()
 	body := make([]byte, size)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return portOf(serveApp(t, &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", strconv.Itoa(size))
 		w.Write(body)
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
+	})}))
 }
 
 // limVisitor returns an HTTP client that sends every request to the
 // server's public listener (keep-alive, as a browser would), from
 // localIP when it is not empty.
-func (s *limServer) limVisitor(t *testing.T, localIP string) *http.Client {
-	d := &net.Dialer{Timeout: 5 * time.Second}
-	if localIP != "" {
-		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(localIP)}
-	}
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, network, s.httpAddr)
-		},
-		MaxIdleConnsPerHost: 64,
-	}
-	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+func (s *serverProc) limVisitor(t *testing.T, localIP string) *http.Client {
+	return visitorClient(t, s.httpAddr, localIP, 64, 10*time.Second)
 }
 
 // limGet fetches url and returns status, Retry-After and body.

@@ -230,7 +230,7 @@ func TestLimitsFailedAuthThrottle(t *testing.T) {
 }
 
 // limRSS reads the server's resident memory and Go heap in use.
-func (s *limServer) limMem(t *testing.T) (rss, heap float64) {
+func (s *serverProc) limMem(t *testing.T) (rss, heap float64) {
 	return s.metric(t, "process_resident_memory_bytes"), s.metric(t, "go_memstats_heap_inuse_bytes")
 }
 
@@ -390,7 +390,7 @@ func TestLimitsReconnectAtUserLimit(t *testing.T) {
 	app := limStartApp(t)
 	key := s.limUserKey(t, "heidi")
 	proxy := tunneltest.NewProxy(t, s.tunnelAddr)
-	c := idStart(t, "http", app.port, "--server", "ws://"+proxy.Addr(), "--inspect-addr", "127.0.0.1:0", "--api-key", key)
+	c := startPorthole(t, interrupted, "http", app.port, "--server", "ws://"+proxy.Addr(), "--inspect-addr", "127.0.0.1:0", "--api-key", key)
 	host := hostOfURL(t, c.forwarding(t))
 	vis := s.limVisitor(t, "")
 	if code, _, _, err := limGet(vis, "http://"+host+"/"); err != nil || code != 200 {
@@ -415,7 +415,7 @@ func TestLimitsReconnectAtUserLimit(t *testing.T) {
 	if code, _, _, err := limGet(vis, "http://"+host+"/"); err != nil || code != 200 {
 		t.Fatalf("after the reconnect: %d %v", code, err)
 	}
-	if strings.Contains(s.p.errOut(), "client silent") {
+	if strings.Contains(s.errOut(), "client silent") {
 		t.Fatal("the stale session was already gone: this run did not test a takeover")
 	}
 	if n := s.limitHits(t, "user_tunnels") + s.limitHits(t, "user_sessions"); n != 0 {

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,7 +15,7 @@ import (
 )
 
 // The pool and access tests run real servers and clients from the binary
-// TestMain builds, through the idServer/idProc helpers.
+// TestMain builds, through the harness's serverProc and proc.
 
 // poolApp is a local HTTP app behind one pool member. It answers with its
 // name and counts the visitor requests that reached it.
@@ -125,18 +124,7 @@ func (a *poolApp) lastHeaders() http.Header {
 // public listener (as wildcard DNS would send them), from localIP when
 // it is not empty.
 func poolVisitor(t *testing.T, httpAddr, localIP string) *http.Client {
-	d := &net.Dialer{Timeout: 5 * time.Second}
-	if localIP != "" {
-		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(localIP)}
-	}
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, network, httpAddr)
-		},
-		MaxIdleConnsPerHost: 32,
-	}
-	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr, Timeout: 20 * time.Second}
+	return visitorClient(t, httpAddr, localIP, 32, 20*time.Second)
 }
 
 // poolResult is one visitor request's outcome.
@@ -212,23 +200,9 @@ func poolWaitFor(t *testing.T, what string, within time.Duration, cond func() bo
 	}
 }
 
-// kill ends the process at once (SIGKILL), as a crash or a pulled plug.
-func (p *idProc) kill(t *testing.T) {
-	t.Helper()
-	p.cmd.Process.Kill()
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("killed process did not exit")
-	}
-}
-
-// count returns how many times s occurs in the process's stderr.
-func (p *idProc) count(s string) int { return strings.Count(p.errOut(), s) }
-
 // startPoolServer runs a server without authentication (every client is
 // the same anonymous user) on loopback.
-func startPoolServer(t *testing.T, extra ...string) *idServer {
+func startPoolServer(t *testing.T, extra ...string) *serverProc {
 	t.Helper()
 	return startIDServer(t, t.TempDir(), "", append([]string{"--no-auth"}, extra...)...)
 }

@@ -23,9 +23,9 @@ func TestPool(t *testing.T) {
 
 	// members starts one pool member per app, binding sub, and returns
 	// the processes and the pool's URL.
-	members := func(t *testing.T, sub string, apps []*poolApp, flags ...string) ([]*idProc, string) {
+	members := func(t *testing.T, sub string, apps []*poolApp, flags ...string) ([]*proc, string) {
 		t.Helper()
-		var ps []*idProc
+		var ps []*proc
 		var url string
 		for _, a := range apps {
 			p := s.client(t, a.port, append([]string{"--subdomain", sub, "--pool"}, flags...)...)
@@ -162,7 +162,7 @@ func TestPool(t *testing.T) {
 		// idempotent request without a body lands on it is retried on
 		// another member, so every one succeeds.
 		retries := func() int {
-			return s.p.count(`"msg":"retrying on another pool member","host":"refuse.tun.test"`)
+			return s.count(`"msg":"retrying on another pool member","host":"refuse.tun.test"`)
 		}
 		retried := retries()
 		methods := []string{http.MethodGet, http.MethodHead, http.MethodDelete, http.MethodOptions, http.MethodPut}
@@ -324,7 +324,7 @@ pool_strategy = "round-robin"
 health_path = "/ok"
 health_interval = "2s"
 `, a.port))
-		p := idStart(t, "start", "--config", cfg, "--server", s.tunnelURL, "--inspect-addr", "127.0.0.1:0")
+		p := startPorthole(t, interrupted, "start", "--config", cfg, "--server", s.wsURL(), "--inspect-addr", "127.0.0.1:0")
 		url := p.forwarding(t)
 		members(t, "cfgpool", []*poolApp{b})
 		if got := poolCount(t, visitor, url, 20); got["A"] < 5 || got["B"] < 5 {
@@ -353,9 +353,9 @@ health_interval = "2s"
 	t.Run("TCP", func(t *testing.T) {
 		addr := net.JoinHostPort("127.0.0.1", fmt.Sprint(tcpPort))
 		e1, e2 := startPoolEcho(t, "one"), startPoolEcho(t, "two")
-		var ps []*idProc
+		var ps []*proc
 		for _, e := range []*poolEcho{e1, e2} {
-			p := idStart(t, "tcp", e.port, "--server", s.tunnelURL, "--inspect-addr", "127.0.0.1:0",
+			p := startPorthole(t, interrupted, "tcp", e.port, "--server", s.wsURL(), "--inspect-addr", "127.0.0.1:0",
 				"--remote-port", fmt.Sprint(tcpPort), "--pool")
 			if u := p.forwarding(t); u != "tcp://tun.test:"+fmt.Sprint(tcpPort) {
 				t.Fatalf("tcp pool member URL %s", u)
@@ -374,12 +374,12 @@ health_interval = "2s"
 			t.Fatalf("20 connections over two members: %v", got)
 		}
 		// A plain client cannot take the pool's port.
-		idStart(t, "tcp", e1.port, "--server", s.tunnelURL, "--inspect-addr", "127.0.0.1:0",
+		startPorthole(t, interrupted, "tcp", e1.port, "--server", s.wsURL(), "--inspect-addr", "127.0.0.1:0",
 			"--remote-port", fmt.Sprint(tcpPort)).refused(t, `port \d+.*served by a pool`)
 
 		// The server logs "client disconnected" with the session's tunnel
 		// count; the killed member is the next such line with one tunnel.
-		gone := func() int { return s.p.count(`"msg":"client disconnected","session":"`) - s.p.count(`"tunnels":0`) }
+		gone := func() int { return s.count(`"msg":"client disconnected","session":"`) - s.count(`"tunnels":0`) }
 		disconnects := gone()
 		ps[1].kill(t)
 		poolWaitFor(t, "server noticing the killed member", 10*time.Second, func() bool { return gone() > disconnects })
@@ -428,15 +428,4 @@ func TestPoolUsers(t *testing.T) {
 	if got := poolCount(t, visitor, url, 20); got["A"] != 10 || got["B"] != 10 || c.hits.Load() != 0 {
 		t.Fatalf("after bob's attempts: %v, bob's app saw %d", got, c.hits.Load())
 	}
-}
-
-// freePort returns a loopback TCP port nothing listens on right now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }

@@ -50,7 +50,7 @@ func tcpPortRange(t *testing.T, n int) (lo, hi int) {
 
 // tcpServer is a `porthole server --no-auth` with a TCP port range.
 type tcpServer struct {
-	*coreServer
+	*serverProc
 	lo, hi int
 }
 
@@ -58,29 +58,29 @@ func startTCPServer(t *testing.T, extra ...string) *tcpServer {
 	t.Helper()
 	lo, hi := tcpPortRange(t, 16)
 	s := startCoreServer(t, append([]string{"--tcp-ports", fmt.Sprintf("%d-%d", lo, hi)}, extra...)...)
-	return &tcpServer{coreServer: s, lo: lo, hi: hi}
+	return &tcpServer{serverProc: s, lo: lo, hi: hi}
 }
 
 // tcpTunnel is a running `porthole tcp` client and the public address its
 // Forwarding line names.
 type tcpTunnel struct {
-	*coreProc
+	*proc
 	url    string // tcp://localhost:PORT
 	public string // 127.0.0.1:PORT, where visitors connect
 }
 
 // startTCPTunnel runs `porthole tcp TARGET` against srv (unless flags
 // name another --server) and waits for its Forwarding line.
-func startTCPTunnel(t *testing.T, srv *coreServer, target string, flags ...string) *tcpTunnel {
+func startTCPTunnel(t *testing.T, srv *serverProc, target string, flags ...string) *tcpTunnel {
 	t.Helper()
 	args := []string{"tcp", target, "--inspect-addr", "off"}
 	if !slices.Contains(flags, "--server") {
 		args = append(args, "--server", srv.wsURL())
 	}
 	args = append(args, flags...)
-	p := coreStart(t, args...)
-	url := p.forwardingURLs(1)[0]
-	return &tcpTunnel{coreProc: p, url: url, public: tcpPublicAddr(t, url)}
+	p := startPorthole(t, killed, args...)
+	url := p.forwardingURLs(t, 1)[0]
+	return &tcpTunnel{proc: p, url: url, public: tcpPublicAddr(t, url)}
 }
 
 // tcpPublicAddr turns tcp://localhost:PORT into the loopback address to dial.

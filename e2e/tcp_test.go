@@ -32,7 +32,7 @@ func TestTCP(t *testing.T) {
 
 	t.Run("RemotePortOutsideRange", func(t *testing.T) {
 		for _, port := range []int{srv.lo - 1, srv.hi + 1} {
-			out, errOut, code := coreRun(t, "tcp", echo.port(), "--server", srv.wsURL(), "--inspect-addr", "off",
+			out, errOut, code := runPorthole(t, "tcp", echo.port(), "--server", srv.wsURL(), "--inspect-addr", "off",
 				"--remote-port", strconv.Itoa(port))
 			if code != 1 || !strings.Contains(errOut, fmt.Sprintf("port %d is outside", port)) {
 				t.Errorf("--remote-port %d outside %d-%d: %s", port, srv.lo, srv.hi, coreDescribe(code, out, errOut))
@@ -45,14 +45,14 @@ func TestTCP(t *testing.T) {
 
 	t.Run("RemotePortTaken", func(t *testing.T) {
 		port := strconv.Itoa(srv.lo)
-		holder := startTCPTunnel(t, srv.coreServer, echo.port(), "--remote-port", port)
+		holder := startTCPTunnel(t, srv.serverProc, echo.port(), "--remote-port", port)
 		if holder.url != "tcp://localhost:"+port {
 			t.Fatalf("--remote-port %s got %s", port, holder.url)
 		}
 		if line := firstForwardingLine(holder.out()); !strings.HasSuffix(line, "-> tcp://localhost:"+echo.port()) {
 			t.Errorf("Forwarding line %q does not name the local target", line)
 		}
-		out, errOut, code := coreRun(t, "tcp", echo.port(), "--server", srv.wsURL(), "--inspect-addr", "off", "--remote-port", port)
+		out, errOut, code := runPorthole(t, "tcp", echo.port(), "--server", srv.wsURL(), "--inspect-addr", "off", "--remote-port", port)
 		if code != 1 || !strings.Contains(errOut, "port "+port+" is in use") {
 			t.Errorf("a second client asking for port %s: %s", port, coreDescribe(code, out, errOut))
 		}
@@ -82,7 +82,7 @@ func tcpPostgres(t *testing.T, srv *tcpServer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tun := startTCPTunnel(t, srv.coreServer, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
+	tun := startTCPTunnel(t, srv.serverProc, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
 	host, port, _ := net.SplitHostPort(tun.public)
 	p, _ := strconv.Atoi(port)
 	cfg.Host, cfg.Port, cfg.Fallbacks = host, uint16(p), nil
@@ -173,7 +173,7 @@ func tcpBinaryFrames(t *testing.T, srv *tcpServer) {
 			}
 		}
 	})
-	tun := startTCPTunnel(t, srv.coreServer, app.port())
+	tun := startTCPTunnel(t, srv.serverProc, app.port())
 
 	const conns, frames = 4, 300
 	var wg sync.WaitGroup
@@ -273,7 +273,7 @@ func tcpGiB(t *testing.T, srv *tcpServer) {
 		d.sent = <-sent
 		appDone <- d
 	})
-	tun := startTCPTunnel(t, srv.coreServer, app.port())
+	tun := startTCPTunnel(t, srv.serverProc, app.port())
 
 	c := tcpDial(t, tun.public)
 	c.SetDeadline(time.Now().Add(3 * time.Minute))
@@ -328,7 +328,7 @@ func tcpHalfClose(t *testing.T, srv *tcpServer) {
 			appGot <- string(rest)
 		}
 	})
-	tun := startTCPTunnel(t, srv.coreServer, app.port())
+	tun := startTCPTunnel(t, srv.serverProc, app.port())
 
 	// The visitor closes its write side first and still gets the reply.
 	c := tcpDial(t, tun.public)
@@ -381,7 +381,7 @@ func tcpConnectionPerVisitor(t *testing.T, srv *tcpServer) {
 			fmt.Fprintf(c, "local conn %d: %s\n", mine, sc.Text())
 		}
 	})
-	tun := startTCPTunnel(t, srv.coreServer, app.port())
+	tun := startTCPTunnel(t, srv.serverProc, app.port())
 
 	const visitors = 10
 	conns := make([]*net.TCPConn, visitors)
@@ -438,7 +438,7 @@ func tcpProxyProtocol(t *testing.T, srv *tcpServer) {
 		c.SetReadDeadline(time.Time{})
 		io.Copy(c, br)
 	})
-	tun := startTCPTunnel(t, srv.coreServer, app.port(), "--proxy-protocol", "v2")
+	tun := startTCPTunnel(t, srv.serverProc, app.port(), "--proxy-protocol", "v2")
 
 	c := tcpDial(t, tun.public)
 	c.SetDeadline(time.Now().Add(10 * time.Second))
@@ -463,23 +463,23 @@ func tcpProxyProtocol(t *testing.T, srv *tcpServer) {
 func TestTCPServerKilledAndRestarted(t *testing.T) {
 	srv := startTCPServer(t)
 	echo := startTCPApp(t, tcpEcho)
-	tun := startTCPTunnel(t, srv.coreServer, echo.port(), "--reconnect-max", "1s")
+	tun := startTCPTunnel(t, srv.serverProc, echo.port(), "--reconnect-max", "1s")
 	tcpWaitEcho(t, tun.public, 10*time.Second)
 
-	if code := srv.signal(syscall.SIGKILL, 10*time.Second); code != -int(syscall.SIGKILL) {
+	if code := srv.signal(t, syscall.SIGKILL, 10*time.Second); code != -int(syscall.SIGKILL) {
 		t.Fatalf("server exit after SIGKILL: %d", code)
 	}
 	if err := tcpTryEcho(tun.public); err == nil {
 		t.Fatal("the port still answered with the server killed")
 	}
-	srv.start(t)
+	srv.restart(t)
 	tcpWaitEcho(t, tun.public, 30*time.Second)
 	select {
 	case <-tun.done:
 		t.Fatalf("the client exited during the restart: %v\n%s", tun.err, tun.errOut())
 	default:
 	}
-	for _, u := range tun.forwardingURLs(1) {
+	for _, u := range tun.forwardingURLs(t, 1) {
 		if u != tun.url {
 			t.Errorf("the client printed %q after the restart, want %q", u, tun.url)
 		}
