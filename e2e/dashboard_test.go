@@ -82,9 +82,9 @@ func TestDashboard(t *testing.T) {
 	inspectRequireTool(t, "tmux")
 	srv := inspectStartServer(t)
 	app := inspectStartApp(t)
-	inspectAddr := inspectFreeAddr(t)
+	inspectAddr := freeAddr(t)
 	cmd := fmt.Sprintf("%s http %s --server %s --inspect-addr %s --reconnect-max 1s; echo \"porthole exited with status $?\"; sleep 60",
-		inspectBinary(t), app.addr, srv.wsURL(), inspectAddr)
+		portholeBin, app.addr, srv.wsURL(), inspectAddr)
 	d := dashboardStart(t, 120, 45, cmd)
 
 	s := d.waitFor("online",
@@ -117,13 +117,13 @@ func TestDashboard(t *testing.T) {
 		t.Errorf("info log lines drawn over the dashboard:\n%s", s)
 	}
 
-	srv.stop()
+	srv.end(terminated)
 	d.waitFor("reconnecting",
 		`Session Status +reconnecting \(attempt \d+, next retry \d\d:\d\d:\d\d, (in [0-9.]+m?s|now)\)`,
 		`disconnected: `,
 		`reconnect attempt \d+ at \d\d:\d\d:\d\d \(in [0-9.]+m?s\)`,
 	)
-	srv.restart()
+	srv.restart(t)
 	d.waitFor("back online", `Session Status +online`, `Reconnects +1`, `connected to `+regexp.QuoteMeta(srv.wsURL()))
 
 	d.keys("C-c")

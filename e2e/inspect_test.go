@@ -199,7 +199,7 @@ func TestInspectAPI(t *testing.T) {
 	}
 
 	// porthole status, as JSON for a script and as a table for a person.
-	out, err := exec.Command(inspectBinary(t), "status", "--json", "--inspect-addr", c.inspectAddr).Output()
+	out, err := exec.Command(portholeBin, "status", "--json", "--inspect-addr", c.inspectAddr).Output()
 	if err != nil {
 		t.Fatalf("porthole status --json: %v", err)
 	}
@@ -207,7 +207,7 @@ func TestInspectAPI(t *testing.T) {
 	if err := json.Unmarshal(out, &sj); err != nil || sj.State != "online" || sj.Tunnels[0].URL != c.url {
 		t.Errorf("status --json: %v %s", err, out)
 	}
-	out, err = exec.Command(inspectBinary(t), "status", "--inspect-addr", c.inspectAddr).Output()
+	out, err = exec.Command(portholeBin, "status", "--inspect-addr", c.inspectAddr).Output()
 	if err != nil {
 		t.Fatalf("porthole status: %v", err)
 	}
@@ -217,7 +217,7 @@ func TestInspectAPI(t *testing.T) {
 		}
 	}
 	// A script reads the Forwarding line; the dashboard is not drawn on a pipe.
-	if s := c.stdout.String(); !strings.HasPrefix(s, "Forwarding "+c.url+" -> ") || strings.Contains(s, "\x1b[") {
+	if s := c.out(); !strings.HasPrefix(s, "Forwarding "+c.url+" -> ") || strings.Contains(s, "\x1b[") {
 		t.Errorf("stdout on a pipe: %q", s)
 	}
 }
@@ -307,7 +307,7 @@ func TestInspectBrowser(t *testing.T) {
 		t.Helper()
 		if err := chromedp.Do(ctx, steps...); err != nil {
 			inspectScreenshot(t, ctx, "failed")
-			t.Fatalf("%s: %v\nclient log:\n%s", what, err, c.stderr)
+			t.Fatalf("%s: %v\nclient log:\n%s", what, err, c.errOut())
 		}
 	}
 	text := func(sel string) string {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -50,18 +49,6 @@ func tlsTrimNL(b []byte) []byte {
 	return b
 }
 
-// tlsFreePort returns a loopback port that was free a moment ago. Pebble
-// needs to know the ports it validates on before the server opens them.
-func tlsFreePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // tlsPebbleCA is a running Pebble.
 type tlsPebbleCA struct {
 	Directory string // ACME directory URL
@@ -84,7 +71,7 @@ func tlsStartPebble(t *testing.T, dnsAddr string, httpPort, tlsPort int, validit
 	lc := issueTLSLeaf(t, nil, "localhost", "127.0.0.1")
 	certFile := tlsWriteFile(t, filepath.Join(dir, "listener.pem"), lc.CertPEM)
 	keyFile := tlsWriteFile(t, filepath.Join(dir, "listener.key"), lc.KeyPEM)
-	acmePort, mgmtPort := tlsFreePort(t), tlsFreePort(t)
+	acmePort, mgmtPort := freePort(t), freePort(t)
 	conf := map[string]any{"pebble": map[string]any{
 		"listenAddress":                  "127.0.0.1:" + strconv.Itoa(acmePort),
 		"managementListenAddress":        "127.0.0.1:" + strconv.Itoa(mgmtPort),
@@ -110,13 +97,11 @@ func tlsStartPebble(t *testing.T, dnsAddr string, httpPort, tlsPort int, validit
 		"PEBBLE_VA_ALWAYS_VALID=0", // really validate
 		"PEBBLE_WFE_NONCEREJECT=0", // no random badNonce errors to retry
 	)
-	out := newTLSLineBuf()
-	pipe, _ := cmd.StdoutPipe()
-	cmd.Stderr = cmd.Stdout
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go out.feed(pipe)
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		cmd.Wait()

@@ -34,16 +34,15 @@ func TestTLSBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := tlsBuildPorthole(t)
-	t.Run("ReloadOnChange", func(t *testing.T) { testTLSReload(t, bin, false) })
-	t.Run("ReloadOnSIGHUP", func(t *testing.T) { testTLSReload(t, bin, true) })
-	t.Run("WSS", func(t *testing.T) { testTLSWSS(t, bin) })
+	t.Run("ReloadOnChange", func(t *testing.T) { testTLSReload(t, false) })
+	t.Run("ReloadOnSIGHUP", func(t *testing.T) { testTLSReload(t, true) })
+	t.Run("WSS", func(t *testing.T) { testTLSWSS(t) })
 }
 
 // testTLSReload replaces the certificate files under a running server with a
 // tunnel up: the next handshake gets the new certificate, connections
 // made before keep working, and the tunnel is never dropped.
-func testTLSReload(t *testing.T, bin string, sighup bool) {
+func testTLSReload(t *testing.T, sighup bool) {
 	dir := t.TempDir()
 	ca := newTLSCA(t)
 	caFile := tlsWriteFile(t, filepath.Join(dir, "ca.pem"), ca.PEM)
@@ -58,15 +57,15 @@ func testTLSReload(t *testing.T, bin string, sighup bool) {
 	}
 	cfg := tlsWriteFile(t, filepath.Join(dir, "server.toml"), []byte("[tls]\nreload_interval = \""+interval+"\"\n"))
 
-	srv, addrs := startTLSServer(t, bin, "--config", cfg, "--https-addr", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile)
-	client := tlsStartPorthole(t, bin, "http", tlsStartApp(t), "--server", "wss://"+addrs.Tunnel,
+	srv := startTLSServer(t, "--config", cfg, "--https-addr", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile)
+	client := startPorthole(t, interrupted, "http", tlsStartApp(t), "--server", "wss://"+srv.tunnelAddr,
 		"--ca-file", caFile, "--subdomain", "reload", "--inspect-addr", "off")
-	url := tlsWaitForwarding(t, client)
+	url := client.forwarding(t)
 	if !strings.HasPrefix(url, "https://reload.tun.test:") {
 		t.Fatalf("first Forwarding URL %q: want the https one", url)
 	}
 
-	before := newTLSVisitor(tlsCertPool(ca.PEM), addrs.HTTPS)
+	before := newTLSVisitor(tlsCertPool(ca.PEM), srv.httpsAddr)
 	status, body, proto := before.get(t, url)
 	if status != 200 || !strings.Contains(body, "hello from the app (https)") {
 		t.Fatalf("before reload: %d %q", status, body)
@@ -86,27 +85,27 @@ func testTLSReload(t *testing.T, bin string, sighup bool) {
 	if sighup {
 		time.Sleep(300 * time.Millisecond)
 	} else {
-		srv.stderr.wait(t, regexp.MustCompile(`"msg":"certificate reload failed`), 10*time.Second)
+		srv.wait(t, srv.errOut, regexp.MustCompile(`"msg":"certificate reload failed`), 10*time.Second)
 	}
-	if got := tlsHandshakeCert(t, addrs.HTTPS, "reload.tun.test"); got.SerialNumber.Cmp(a.Cert.SerialNumber) != 0 {
+	if got := tlsHandshakeCert(t, srv.httpsAddr, "reload.tun.test"); got.SerialNumber.Cmp(a.Cert.SerialNumber) != 0 {
 		t.Fatalf("with a mismatched key on disk the server switched to serial %v", got.SerialNumber)
 	}
 	tlsWriteAtomically(t, certFile, b.CertPEM)
 	if sighup {
 		time.Sleep(300 * time.Millisecond)
-		if got := tlsHandshakeCert(t, addrs.HTTPS, "reload.tun.test"); got.SerialNumber.Cmp(a.Cert.SerialNumber) != 0 {
+		if got := tlsHandshakeCert(t, srv.httpsAddr, "reload.tun.test"); got.SerialNumber.Cmp(a.Cert.SerialNumber) != 0 {
 			t.Fatal("the server reloaded without SIGHUP although polling is off")
 		}
 		if err := srv.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
 	}
-	tlsWaitServing(t, addrs.HTTPS, "reload.tun.test", b.Cert)
-	tlsWaitServing(t, addrs.Tunnel, "", b.Cert)
+	tlsWaitServing(t, srv.httpsAddr, "reload.tun.test", b.Cert)
+	tlsWaitServing(t, srv.tunnelAddr, "", b.Cert)
 
 	// A new visitor connection verifies the new certificate; the old
 	// connection, made with the old one, still works.
-	after := newTLSVisitor(tlsCertPool(ca.PEM), addrs.HTTPS)
+	after := newTLSVisitor(tlsCertPool(ca.PEM), srv.httpsAddr)
 	if status, body, _ := after.get(t, url); status != 200 || !strings.Contains(body, "hello from the app") {
 		t.Fatalf("after reload: %d %q", status, body)
 	}
@@ -116,11 +115,11 @@ func testTLSReload(t *testing.T, bin string, sighup bool) {
 	if status, _, _ := before.get(t, url); status != 200 {
 		t.Fatalf("connection from before the reload: status %d", status)
 	}
-	if s := client.stderr.String(); strings.Contains(s, "disconnected") || strings.Contains(s, "reconnecting") {
+	if s := client.errOut(); strings.Contains(s, "disconnected") || strings.Contains(s, "reconnecting") {
 		t.Fatalf("the tunnel was dropped during the reload:\n%s", s)
 	}
 	// The reloads are counted, and the new expiry is exported.
-	resp, err := http.Get("http://" + addrs.Admin + "/metrics")
+	resp, err := http.Get("http://" + srv.adminAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +135,7 @@ func testTLSReload(t *testing.T, bin string, sighup bool) {
 	}
 	// Polling saw the mismatched pair and kept the old certificate, then
 	// saw the complete one.
-	if s := srv.stderr.String(); !strings.Contains(s, "certificate reloaded") || (!sighup && !strings.Contains(s, "certificate reload failed")) {
+	if s := srv.errOut(); !strings.Contains(s, "certificate reloaded") || (!sighup && !strings.Contains(s, "certificate reload failed")) {
 		t.Errorf("server log lacks the reloads:\n%s", s)
 	}
 }
@@ -160,33 +159,33 @@ func tlsWaitServing(t *testing.T, addr, sni string, want *x509.Certificate) {
 // testTLSWSS checks how a client verifies a server with a self-signed
 // certificate: trusted through --ca-file, or through --server-pin; a
 // wrong pin, or neither, is a final error that says what to do.
-func testTLSWSS(t *testing.T, bin string) {
+func testTLSWSS(t *testing.T) {
 	dir := t.TempDir()
 	self := issueTLSLeaf(t, nil, "tun.test", "127.0.0.1")
 	certFile := tlsWriteFile(t, filepath.Join(dir, "cert.pem"), self.CertPEM)
 	keyFile := tlsWriteFile(t, filepath.Join(dir, "key.pem"), self.KeyPEM)
-	_, addrs := startTLSServer(t, bin, "--tls-cert", certFile, "--tls-key", keyFile)
-	server := "wss://" + addrs.Tunnel
+	srv := startTLSServer(t, "--tls-cert", certFile, "--tls-key", keyFile)
+	server := "wss://" + srv.tunnelAddr
 	app := tlsStartApp(t)
 	pin := certs.SPKIPin(self.Cert)
 	other := issueTLSLeaf(t, nil, "tun.test")
 	otherDigest := certs.SPKIDigest(other.Cert)
 
 	connects := func(t *testing.T, args ...string) {
-		c := tlsStartPorthole(t, bin, append([]string{"http", app, "--server", server, "--inspect-addr", "off"}, args...)...)
-		url := tlsWaitForwarding(t, c)
-		v := newTLSVisitor(nil, addrs.HTTP)
+		c := startPorthole(t, interrupted, append([]string{"http", app, "--server", server, "--inspect-addr", "off"}, args...)...)
+		url := c.forwarding(t)
+		v := newTLSVisitor(nil, srv.httpAddr)
 		if status, body, _ := v.get(t, url); status != 200 || !strings.Contains(body, "hello from the app (http)") {
 			t.Fatalf("GET %s: %d %q", url, status, body)
 		}
 	}
 	fails := func(t *testing.T, wants []string, args ...string) {
-		c := tlsStartPorthole(t, bin, append([]string{"http", app, "--server", server, "--inspect-addr", "off"}, args...)...)
+		c := startPorthole(t, interrupted, append([]string{"http", app, "--server", server, "--inspect-addr", "off"}, args...)...)
 		// Final: no retry, so the exit comes at once.
-		if code := c.exitCode(t, 10*time.Second); code != 1 {
+		if code := c.exit(t, 10*time.Second); code != 1 {
 			t.Fatalf("exit code %d, want 1", code)
 		}
-		stderr := c.stderr.String()
+		stderr := c.errOut()
 		for _, w := range wants {
 			if !strings.Contains(stderr, w) {
 				t.Errorf("stderr lacks %q:\n%s", w, stderr)
@@ -254,7 +253,7 @@ func TestTLSACME(t *testing.T) {
 		t.Skip("runs Pebble")
 	}
 	dnsSrv := startTLSDNS(t, "acme.test", "custom.test")
-	httpPort, httpsPort := tlsFreePort(t), tlsFreePort(t)
+	httpPort, httpsPort := freePort(t), freePort(t)
 	ca := tlsStartPebble(t, dnsSrv.Addr, httpPort, httpsPort, 0)
 	roots := tlsCertPool(ca.Root)
 
@@ -296,10 +295,10 @@ func TestTLSACME(t *testing.T) {
 	// dials the address but checks the server's name, as it would with
 	// real DNS.
 	app := tlsStartApp(t)
-	clientLogs := &tlsLineBufWriter{b: newTLSLineBuf()}
+	clientLogs := &syncBuffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("client log:\n%s", clientLogs.b)
+			t.Logf("client log:\n%s", clientLogs)
 		}
 	})
 	ccfg := client.DefaultConfig()
@@ -427,7 +426,7 @@ func TestTLSACMERenewal(t *testing.T) {
 		t.Skip("runs Pebble")
 	}
 	dnsSrv := startTLSDNS(t, "acme.test")
-	httpPort, httpsPort := tlsFreePort(t), tlsFreePort(t)
+	httpPort, httpsPort := freePort(t), freePort(t)
 	ca := tlsStartPebble(t, dnsSrv.Addr, httpPort, httpsPort, 30*time.Second)
 	_, ts, cfg := tlsStartACMEServer(t, ca, httpPort, httpsPort, certs.ACMEConfig{
 		Wildcard:           true,
@@ -467,11 +466,11 @@ func TestTLSACMERenewal(t *testing.T) {
 // certificates come from ca, with the test's verified domains.
 func tlsStartACMEServer(t *testing.T, ca *tlsPebbleCA, httpPort, httpsPort int, acme certs.ACMEConfig, domains *tlsVerifiedDomains) (*server.Server, *server.TLSSetup, server.Config) {
 	t.Helper()
-	logs := &tlsLineBufWriter{b: newTLSLineBuf()}
+	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("server log:\n%s", logs.b)
+			t.Logf("server log:\n%s", logs)
 		}
 	})
 	cfg := server.DefaultConfig()
@@ -521,14 +520,4 @@ func tlsHandshakeCertVerified(t *testing.T, addr, name string, roots *x509.CertP
 	}
 	defer c.Close()
 	return c.ConnectionState().PeerCertificates[0]
-}
-
-// tlsLineBufWriter adapts a lineBuf to io.Writer for a logger.
-type tlsLineBufWriter struct{ b *tlsLineBuf }
-
-func (w *tlsLineBufWriter) Write(p []byte) (int, error) {
-	w.b.mu.Lock()
-	defer w.b.mu.Unlock()
-	w.b.buf.Write(p)
-	return len(p), nil
 }
