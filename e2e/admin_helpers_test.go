@@ -234,10 +234,6 @@ type adminApp struct {
 func startAdminApp(t *testing.T) *adminApp {
 	t.Helper()
 	a := &adminApp{release: make(chan struct{}), slowIn: make(chan struct{}, 16)}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "admin app") })
 	mux.HandleFunc("/missing", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) })
@@ -260,13 +256,8 @@ func startAdminApp(t *testing.T) *adminApp {
 		}
 		io.WriteString(w, "slow done")
 	})
-	srv := &http.Server{Handler: mux}
-	go srv.Serve(ln)
-	t.Cleanup(func() {
-		a.releaseSlow()
-		srv.Close()
-	})
-	_, a.port, _ = net.SplitHostPort(ln.Addr().String())
+	a.port = portOf(serveApp(t, &http.Server{Handler: mux}))
+	t.Cleanup(a.releaseSlow)
 	return a
 }
 
@@ -291,18 +282,6 @@ func adminSend(t *testing.T, c *http.Client, method, url, body string) (int, str
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
-}
-
-// adminEventually polls cond every 50 ms until it holds or within passes.
-func adminEventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, within)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // adminProxy is a TCP proxy (to a database, or to a server's tunnel

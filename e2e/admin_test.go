@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"regexp"
 	"sort"
 	"strings"
@@ -493,7 +492,7 @@ func TestAdmin(t *testing.T) {
 		}
 		c.stop()
 		// A client that stops gives its tunnel back.
-		adminEventually(t, 5*time.Second, "carol's session ends", func() bool {
+		pollFor(t, "carol's session ends", 5*time.Second, 50*time.Millisecond, func() bool {
 			return len(adminSessions(t, s.adminAddr, adminToken, "?user=carol")) == 0
 		})
 	})
@@ -559,7 +558,7 @@ func TestAdmin(t *testing.T) {
 		c.forwarding(t)
 		s.mustAdmin(t, "keys", "revoke", key)
 		c.refused(t, `revoked`)
-		adminEventually(t, 5*time.Second, "dave's session ends", func() bool {
+		pollFor(t, "dave's session ends", 5*time.Second, 50*time.Millisecond, func() bool {
 			return len(adminSessions(t, s.adminAddr, adminToken, "?user=dave")) == 0
 		})
 		after := adminScrapeMetrics(t, s.adminAddr)
@@ -579,7 +578,7 @@ func TestAdmin(t *testing.T) {
 		u := c.forwarding(t)
 		before := adminScrapeMetrics(t, s.adminAddr)
 		path.set(proxyCut)
-		adminEventually(t, 5*time.Second, "erin's session ends", func() bool {
+		pollFor(t, "erin's session ends", 5*time.Second, 50*time.Millisecond, func() bool {
 			return len(adminSessions(t, s.adminAddr, adminToken, "?user=erin")) == 0
 		})
 		away := adminScrapeMetrics(t, s.adminAddr)
@@ -592,7 +591,7 @@ func TestAdmin(t *testing.T) {
 			t.Errorf("visitor while the client is away: %d, want 503", code)
 		}
 		path.set(proxyOpen)
-		adminEventually(t, 15*time.Second, "erin's client is back", func() bool {
+		pollFor(t, "erin's client is back", 15*time.Second, 50*time.Millisecond, func() bool {
 			code, _ := adminSend(t, visitor, "GET", u+"/", "")
 			return code == 200
 		})
@@ -721,7 +720,7 @@ func TestAdmin(t *testing.T) {
 		// While the request drains, the process is alive but not ready.
 		var mu sync.Mutex
 		seen := ""
-		adminEventually(t, 5*time.Second, "/readyz turns 503 during the drain", func() bool {
+		pollFor(t, "/readyz turns 503 during the drain", 5*time.Second, 50*time.Millisecond, func() bool {
 			code, _, body := adminDo(t, "GET", s.adminAddr, "/readyz", "")
 			mu.Lock()
 			seen = fmt.Sprintf("%d %s", code, body)
@@ -839,13 +838,7 @@ func TestAdminPerTunnelLabels(t *testing.T) {
 // TestAdminReadyPostgres: /readyz follows the server's reach to its
 // PostgreSQL database, cut and restored through a proxy the test holds.
 func TestAdminReadyPostgres(t *testing.T) {
-	base := os.Getenv("PORTHOLE_TEST_POSTGRES")
-	if base == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("PORTHOLE_TEST_POSTGRES is not set; CI must run the readiness test against PostgreSQL (see .ci/postgres.sh)")
-		}
-		t.Skip("PORTHOLE_TEST_POSTGRES not set")
-	}
+	base := postgresURL(t, "the readiness test")
 	cfg, err := pgx.ParseConfig(base)
 	if err != nil {
 		t.Fatal(err)
@@ -884,7 +877,7 @@ func TestAdminReadyPostgres(t *testing.T) {
 		start := time.Now()
 		var last string
 		var slowest time.Duration
-		adminEventually(t, 15*time.Second, "/readyz turns 503 with the database away", func() bool {
+		pollFor(t, "/readyz turns 503 with the database away", 15*time.Second, 50*time.Millisecond, func() bool {
 			t0 := time.Now()
 			code, body := ready()
 			slowest = max(slowest, time.Since(t0))
@@ -904,7 +897,7 @@ func TestAdminReadyPostgres(t *testing.T) {
 			t.Errorf("/healthz while the database is away: %d", code)
 		}
 		proxy.set(proxyOpen)
-		adminEventually(t, 10*time.Second, "/readyz turns 200 with the database back", func() bool {
+		pollFor(t, "/readyz turns 200 with the database back", 10*time.Second, 50*time.Millisecond, func() bool {
 			code, _ := ready()
 			return code == 200
 		})

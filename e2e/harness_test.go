@@ -507,3 +507,38 @@ func portOf(addr string) string {
 	_, port, _ := net.SplitHostPort(addr)
 	return port
 }
+
+// waitFor polls cond every 100 ms until it holds, failing the test after
+// within.
+func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
+	t.Helper()
+	pollFor(t, what, within, 100*time.Millisecond, cond)
+}
+
+// pollFor polls cond every interval until it holds, failing the test
+// after within.
+func pollFor(t *testing.T, what string, within, interval time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(interval)
+	}
+}
+
+// postgresURL returns $PORTHOLE_TEST_POSTGRES, or skips the test when it
+// is not set, except in CI, where what (the test) must run against
+// PostgreSQL.
+func postgresURL(t *testing.T, what string) string {
+	t.Helper()
+	u := os.Getenv("PORTHOLE_TEST_POSTGRES")
+	if u == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("PORTHOLE_TEST_POSTGRES is not set; CI must run %s against PostgreSQL (see .ci/postgres.sh)", what)
+		}
+		t.Skip("PORTHOLE_TEST_POSTGRES not set")
+	}
+	return u
+}

@@ -1,15 +1,10 @@
 package e2e
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -114,48 +109,13 @@ func (d *idDNS) set(name, value string) {
 	d.txt[dns.Fqdn(strings.ToLower(name))] = value
 }
 
-// idCA is a test certificate authority.
-type idCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-var idSerial struct {
-	sync.Mutex
-	n int64
-}
-
-func idNextSerial() *big.Int {
-	idSerial.Lock()
-	defer idSerial.Unlock()
-	idSerial.n++
-	return big.NewInt(time.Now().UnixNano() + idSerial.n)
-}
-
-func newIDCA(t *testing.T, name string) *idCA {
+// issueIDCert makes a leaf certificate for cn, a server's (for
+// 127.0.0.1 and tun.test) or a client's; ca nil means self-signed. It
+// writes cert and key files into dir and returns their paths.
+func issueIDCert(t *testing.T, ca *testCA, dir, cn string, server bool, notAfter time.Time) (certFile, keyFile string) {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{
-		SerialNumber: idNextSerial(), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &idCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue makes a leaf certificate; ca nil means self-signed. It writes
-// cert and key files into dir and returns their paths.
-func issueIDCert(t *testing.T, ca *idCA, dir, cn string, server bool, notAfter time.Time) (certFile, keyFile string) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: idNextSerial(), Subject: pkix.Name{CommonName: cn},
+		Subject:   pkix.Name{CommonName: cn},
 		NotBefore: time.Now().Add(-2 * time.Hour), NotAfter: notAfter,
 		KeyUsage: x509.KeyUsageDigitalSignature,
 	}
@@ -166,18 +126,10 @@ func issueIDCert(t *testing.T, ca *idCA, dir, cn string, server bool, notAfter t
 	} else {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	}
-	parent, signer := tmpl, any(key)
-	if ca != nil {
-		parent, signer = ca.cert, ca.key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, _ := x509.MarshalECPrivateKey(key)
+	leaf := signLeaf(t, ca, tmpl)
 	certFile = filepath.Join(dir, fmt.Sprintf("%s-%x.crt", cn, tmpl.SerialNumber))
 	keyFile = strings.TrimSuffix(certFile, ".crt") + ".key"
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}), 0o600)
+	os.WriteFile(certFile, leaf.CertPEM, 0o600)
+	os.WriteFile(keyFile, leaf.KeyPEM, 0o600)
 	return certFile, keyFile
 }

@@ -336,14 +336,14 @@ func TestIdentityThrottle(t *testing.T) {
 // non-zero at once with a reason instead of retrying.
 func TestIdentityMTLS(t *testing.T) {
 	dir := t.TempDir()
-	serverCA := newIDCA(t, "server CA")
-	clientCA := newIDCA(t, "client CA")
-	otherCA := newIDCA(t, "other CA")
+	serverCA := newTestCA(t, "server CA")
+	clientCA := newTestCA(t, "client CA")
+	otherCA := newTestCA(t, "other CA")
 	srvCert, srvKey := issueIDCert(t, serverCA, dir, "tun.test", true, time.Now().Add(24*time.Hour))
 	serverCAFile := filepath.Join(dir, "server-ca.pem")
 	clientCAFile := filepath.Join(dir, "client-ca.pem")
-	os.WriteFile(serverCAFile, serverCA.pem, 0o600)
-	os.WriteFile(clientCAFile, clientCA.pem, 0o600)
+	os.WriteFile(serverCAFile, serverCA.PEM, 0o600)
+	os.WriteFile(clientCAFile, clientCA.PEM, 0o600)
 
 	s := startIDServer(t, t.TempDir(), "", "--tls-cert", srvCert, "--tls-key", srvKey, "--client-ca", clientCAFile)
 	if !strings.HasPrefix(s.wsURL(), "wss://") {

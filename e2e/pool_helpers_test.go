@@ -188,18 +188,6 @@ func poolCount(t *testing.T, c *http.Client, url string, n int) map[string]int {
 	return got
 }
 
-// poolWaitFor polls cond every 100ms until it holds or within passes.
-func poolWaitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, within)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // startPoolServer runs a server without authentication (every client is
 // the same anonymous user) on loopback.
 func startPoolServer(t *testing.T, extra ...string) *serverProc {
@@ -210,35 +198,18 @@ func startPoolServer(t *testing.T, extra ...string) *serverProc {
 // poolEcho is a TCP app that greets each connection with its name and a
 // newline, then echoes.
 type poolEcho struct {
-	name     string
-	port     string
-	accepted atomic.Int64
+	*tcpApp
+	name string
+	port string
 }
 
 func startPoolEcho(t *testing.T, name string) *poolEcho {
 	t.Helper()
-	e := &poolEcho{name: name}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			e.accepted.Add(1)
-			go func() {
-				defer c.Close()
-				io.WriteString(c, e.name+"\n")
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	_, e.port, _ = net.SplitHostPort(ln.Addr().String())
-	return e
+	a := startTCPApp(t, func(c net.Conn) {
+		io.WriteString(c, name+"\n")
+		io.Copy(c, c)
+	})
+	return &poolEcho{tcpApp: a, name: name, port: a.port()}
 }
 
 // poolTCPGreeting connects to addr (from localIP when set) and returns the

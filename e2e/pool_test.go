@@ -167,7 +167,7 @@ func TestPool(t *testing.T) {
 		retried := retries()
 		methods := []string{http.MethodGet, http.MethodHead, http.MethodDelete, http.MethodOptions, http.MethodPut}
 		i := 0
-		poolWaitFor(t, "C tried again and the request retried", 20*time.Second, func() bool {
+		waitFor(t, "C tried again and the request retried", 20*time.Second, func() bool {
 			for range 10 {
 				m := methods[i%len(methods)]
 				i++
@@ -183,7 +183,7 @@ func TestPool(t *testing.T) {
 		// Once C's app is back it gets visitors again (after its time out
 		// of the rotation).
 		apps[2].restart(t)
-		poolWaitFor(t, "C back in rotation", 15*time.Second, func() bool {
+		waitFor(t, "C back in rotation", 15*time.Second, func() bool {
 			return poolCount(t, visitor, url, 6)["C"] > 0
 		})
 	})
@@ -225,7 +225,7 @@ func TestPool(t *testing.T) {
 			}
 		}
 		held := slow(3)
-		poolWaitFor(t, "three requests held on A", 10*time.Second, func() bool { return a.held.Load() == 3 })
+		waitFor(t, "three requests held on A", 10*time.Second, func() bool { return a.held.Load() == 3 })
 		// B joins (the first member's strategy holds for the pool).
 		members(t, "least", []*poolApp{b})
 		if got := poolCount(t, visitor, url, 20); got["B"] != 20 {
@@ -240,7 +240,7 @@ func TestPool(t *testing.T) {
 		// and two requests open, each new visitor goes to a member with
 		// the fewest requests in progress.
 		held = slow(2)
-		poolWaitFor(t, "two requests held", 10*time.Second, func() bool { return a.held.Load()+b.held.Load() == 2 })
+		waitFor(t, "two requests held", 10*time.Second, func() bool { return a.held.Load()+b.held.Load() == 2 })
 		ha, hb := a.held.Load(), b.held.Load()
 		got := poolCount(t, visitor, url, 20)
 		switch {
@@ -266,14 +266,14 @@ func TestPool(t *testing.T) {
 			t.Fatalf("all healthy: %v", got)
 		}
 		apps[2].healthy.Store(false)
-		poolWaitFor(t, "unhealthy C out of rotation", 15*time.Second, func() bool {
+		waitFor(t, "unhealthy C out of rotation", 15*time.Second, func() bool {
 			return poolCount(t, visitor, url, 9)["C"] == 0
 		})
 		if got := poolCount(t, visitor, url, 60); got["C"] != 0 || got["A"] < 24 || got["B"] < 24 {
 			t.Fatalf("with C unhealthy: %v; want A and B only, about 30 each", got)
 		}
 		apps[2].healthy.Store(true)
-		poolWaitFor(t, "C back after recovering", 15*time.Second, func() bool {
+		waitFor(t, "C back after recovering", 15*time.Second, func() bool {
 			return poolCount(t, visitor, url, 6)["C"] > 0
 		})
 	})
@@ -284,7 +284,7 @@ func TestPool(t *testing.T) {
 		a, b := startPoolApp(t, "A"), startPoolApp(t, "B")
 		b.healthy.Store(false)
 		_, url := members(t, "late", []*poolApp{a, b}, "--health-path", "/ok", "--health-interval", "60s")
-		poolWaitFor(t, "B out of rotation", 10*time.Second, func() bool {
+		waitFor(t, "B out of rotation", 10*time.Second, func() bool {
 			return poolCount(t, visitor, url, 6)["B"] == 0
 		})
 	})
@@ -331,7 +331,7 @@ health_interval = "2s"
 			t.Fatalf("a member from a config file and one from flags: %v", got)
 		}
 		a.healthy.Store(false)
-		poolWaitFor(t, "unhealthy A out of rotation", 15*time.Second, func() bool {
+		waitFor(t, "unhealthy A out of rotation", 15*time.Second, func() bool {
 			return poolCount(t, visitor, url, 6)["A"] == 0
 		})
 	})
@@ -382,7 +382,7 @@ health_interval = "2s"
 		gone := func() int { return s.count(`"msg":"client disconnected","session":"`) - s.count(`"tunnels":0`) }
 		disconnects := gone()
 		ps[1].kill(t)
-		poolWaitFor(t, "server noticing the killed member", 10*time.Second, func() bool { return gone() > disconnects })
+		waitFor(t, "server noticing the killed member", 10*time.Second, func() bool { return gone() > disconnects })
 		for range 10 {
 			if g, err := poolTCPGreeting(addr, ""); err != nil || g != "one" {
 				t.Fatalf("with member two gone: %q %v", g, err)

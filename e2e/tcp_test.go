@@ -10,7 +10,6 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,13 +70,7 @@ func TestTCP(t *testing.T) {
 // tcpPostgres reaches a real PostgreSQL server through a tunnel with pgx:
 // several connections at once, COPY in, a large result out.
 func tcpPostgres(t *testing.T, srv *tcpServer) {
-	dbURL := os.Getenv("PORTHOLE_TEST_POSTGRES")
-	if dbURL == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("PORTHOLE_TEST_POSTGRES is not set; CI must run the TCP tunnel test against PostgreSQL (see .ci/postgres.sh)")
-		}
-		t.Skip("PORTHOLE_TEST_POSTGRES not set")
-	}
+	dbURL := postgresURL(t, "the TCP tunnel test")
 	cfg, err := pgx.ParseConfig(dbURL)
 	if err != nil {
 		t.Fatal(err)

@@ -20,34 +20,35 @@ import (
 	"time"
 )
 
-// tlsCA is a throwaway certificate authority for tests.
-type tlsCA struct {
+// testCA is a throwaway certificate authority for tests.
+type testCA struct {
 	cert *x509.Certificate
 	key  *ecdsa.PrivateKey
 	PEM  []byte
 }
 
-var tlsSerial = struct {
+var certSerial = struct {
 	sync.Mutex
 	n int64
 }{n: time.Now().UnixNano()}
 
-func tlsNextSerial() *big.Int {
-	tlsSerial.Lock()
-	defer tlsSerial.Unlock()
-	tlsSerial.n++
-	return big.NewInt(tlsSerial.n)
+func nextSerial() *big.Int {
+	certSerial.Lock()
+	defer certSerial.Unlock()
+	certSerial.n++
+	return big.NewInt(certSerial.n)
 }
 
-func newTLSCA(t *testing.T) *tlsCA {
+// newTestCA makes a CA named name, valid from an hour ago for a day.
+func newTestCA(t *testing.T, name string) *testCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          tlsNextSerial(),
-		Subject:               pkix.Name{CommonName: "porthole test CA"},
+		SerialNumber:          nextSerial(),
+		Subject:               pkix.Name{CommonName: name},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
@@ -59,7 +60,7 @@ func newTLSCA(t *testing.T) *tlsCA {
 		t.Fatal(err)
 	}
 	cert, _ := x509.ParseCertificate(der)
-	return &tlsCA{cert: cert, key: key, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	return &testCA{cert: cert, key: key, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 }
 
 // tlsLeaf is a certificate and key in PEM, with its parsed form.
@@ -68,29 +69,15 @@ type tlsLeaf struct {
 	Cert            *x509.Certificate
 }
 
-// issueTLSLeaf makes a server certificate for names (DNS names or IP addresses)
-// signed by ca, or self-signed when ca is nil.
-func issueTLSLeaf(t *testing.T, ca *tlsCA, names ...string) *tlsLeaf {
+// signLeaf makes a new key and a certificate for it from tmpl (given a
+// serial number here), signed by ca, or self-signed when ca is nil.
+func signLeaf(t *testing.T, ca *testCA, tmpl *x509.Certificate) *tlsLeaf {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: tlsNextSerial(),
-		Subject:      pkix.Name{CommonName: names[0]},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
+	tmpl.SerialNumber = nextSerial()
 	parent, signer := tmpl, key
 	if ca != nil {
 		parent, signer = ca.cert, ca.key
@@ -109,6 +96,27 @@ func issueTLSLeaf(t *testing.T, ca *tlsCA, names ...string) *tlsLeaf {
 		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}),
 		Cert:    cert,
 	}
+}
+
+// issueTLSLeaf makes a server certificate for names (DNS names or IP addresses)
+// signed by ca, or self-signed when ca is nil.
+func issueTLSLeaf(t *testing.T, ca *testCA, names ...string) *tlsLeaf {
+	t.Helper()
+	tmpl := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: names[0]},
+		NotBefore:   time.Now().Add(-time.Hour),
+		NotAfter:    time.Now().Add(24 * time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
+	}
+	return signLeaf(t, ca, tmpl)
 }
 
 // tlsWriteAtomically replaces path the way renewal tools do: write beside

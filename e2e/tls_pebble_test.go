@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -133,18 +132,4 @@ func tlsStartPebble(t *testing.T, dnsAddr string, httpPort, tlsPort int, validit
 	}
 	resp.Body.Close()
 	return p
-}
-
-// tlsWaitFor polls cond until it holds or timeout passes.
-func tlsWaitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }

@@ -44,7 +44,7 @@ func TestTLSBinary(t *testing.T) {
 // made before keep working, and the tunnel is never dropped.
 func testTLSReload(t *testing.T, sighup bool) {
 	dir := t.TempDir()
-	ca := newTLSCA(t)
+	ca := newTestCA(t, "porthole test CA")
 	caFile := tlsWriteFile(t, filepath.Join(dir, "ca.pem"), ca.PEM)
 	names := []string{"*.tun.test", "tun.test", "127.0.0.1"}
 	a := issueTLSLeaf(t, ca, names...)
@@ -277,7 +277,7 @@ func TestTLSACME(t *testing.T) {
 	srv, ts, cfg := tlsStartACMEServer(t, ca, httpPort, httpsPort, acme, domains)
 
 	// The wildcard and the apex, obtained in the background at start.
-	tlsWaitFor(t, "the wildcard certificate", 90*time.Second, func() bool {
+	waitFor(t, "the wildcard certificate", 90*time.Second, func() bool {
 		st := ts.Certs.Stats()
 		return st.ACME.New.Obtained >= 2 || st.ACME.New.Failed > 0
 	})
@@ -440,10 +440,10 @@ func TestTLSACMERenewal(t *testing.T) {
 		},
 	}, nil)
 	roots := tlsCertPool(ca.Root)
-	tlsWaitFor(t, "the wildcard certificate", 60*time.Second, func() bool { return ts.Certs.Stats().ACME.New.Obtained >= 2 })
+	waitFor(t, "the wildcard certificate", 60*time.Second, func() bool { return ts.Certs.Stats().ACME.New.Obtained >= 2 })
 	first := tlsHandshakeCertVerified(t, cfg.HTTPSAddr, "a.acme.test", roots)
-	tlsWaitFor(t, "a renewal", 60*time.Second, func() bool { return ts.Certs.Stats().ACME.Renewal.Obtained >= 1 })
-	tlsWaitFor(t, "the renewed certificate in use", 10*time.Second, func() bool {
+	waitFor(t, "a renewal", 60*time.Second, func() bool { return ts.Certs.Stats().ACME.Renewal.Obtained >= 1 })
+	waitFor(t, "the renewed certificate in use", 10*time.Second, func() bool {
 		return tlsHandshakeCertVerified(t, cfg.HTTPSAddr, "a.acme.test", roots).SerialNumber.Cmp(first.SerialNumber) != 0
 	})
 	st := ts.Certs.Stats()
