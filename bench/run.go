@@ -1,6 +1,7 @@
 package main
 
 import (
+
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/porthole/porthole/bench/internal/procs"
 )
 
 // tunnelRun is the tunnel side of one phase for one porthole build.
@@ -112,7 +115,7 @@ func runBench(o *options) error {
 	if err != nil {
 		return err
 	}
-	defer app.stop()
+	defer app.Stop()
 	direct := target{name: "direct", url: "http://" + appAddr, dial: appAddr}
 	var res results
 
@@ -149,8 +152,8 @@ type stack struct {
 }
 
 func (s *stack) stop() {
-	s.cli.stop()
-	s.srv.stop()
+	s.cli.Stop()
+	s.srv.Stop()
 }
 
 func startStack(r *runner, label string, v variant, appAddr string) (*stack, error) {
@@ -160,7 +163,7 @@ func startStack(r *runner, label string, v variant, appAddr string) (*stack, err
 	}
 	cli, err := r.startClientBin(label+"client", v, srv, appAddr, 1, "bench")
 	if err != nil {
-		srv.stop()
+		srv.Stop()
 		return nil, err
 	}
 	st := &stack{label: label, srv: srv, cli: cli}
@@ -177,7 +180,7 @@ func startStack(r *runner, label string, v variant, appAddr string) (*stack, err
 	return st, nil
 }
 
-func runLoadPhases(r *runner, res *results, app *proc, appAddr string, direct target) error {
+func runLoadPhases(r *runner, res *results, app *procs.Proc, appAddr string, direct target) error {
 	o := r.o
 	main, err := startStack(r, "", variant{bin: r.bin}, appAddr)
 	if err != nil {
@@ -200,7 +203,7 @@ func runLoadPhases(r *runner, res *results, app *proc, appAddr string, direct ta
 	srv, cli := main.srv, main.cli
 	logf("tunnel up at %s; waiting %s for idle RSS", cli.urls[0], o.settle)
 	time.Sleep(o.settle)
-	res.idleServer, res.idleClient, res.idleApp = steadyRSS(srv.pid()), steadyRSS(cli.pid()), steadyRSS(app.pid())
+	res.idleServer, res.idleClient, res.idleApp = steadyRSS(srv.Pid()), steadyRSS(cli.Pid()), steadyRSS(app.Pid())
 
 	if o.has("rps") {
 		for _, conns := range []int{o.conns, 1} {
@@ -209,15 +212,15 @@ func runLoadPhases(r *runner, res *results, app *proc, appAddr string, direct ta
 				var a0 time.Duration
 				logf("%d conns, round %d: direct", conns, round)
 				d := runLoad(direct, conns, o.size, o.warmup, o.duration,
-					func() { a0 = cpuOf(app.pid()) },
-					func() { p.appCPU += cpuOf(app.pid()) - a0 })
+					func() { a0 = cpuOf(app.Pid()) },
+					func() { p.appCPU += cpuOf(app.Pid()) - a0 })
 				p.direct = p.direct.merge(d)
 				line := fmt.Sprintf("  direct %.0f req/s p99 %s", d.rate(), dur(d.quantile(0.99)))
 				for i, st := range stacks {
 					logf("%d conns, round %d: %stunnel", conns, round, st.label)
 					tr := &p.tun[i]
-					sp := newSplitter(st.srv.pid(), st.cli.pid(), app.pid())
-					w := watchRSS(st.srv.pid(), st.cli.pid())
+					sp := newSplitter(st.srv.Pid(), st.cli.Pid(), app.Pid())
+					w := watchRSS(st.srv.Pid(), st.cli.Pid())
 					phase := fmt.Sprintf("rps%d-round%d", conns, round)
 					t := runLoad(st.t, conns, o.size, o.warmup, o.duration,
 						func() { sp.begin(); st.prof.start(phase) },
@@ -256,8 +259,8 @@ func runLoadPhases(r *runner, res *results, app *proc, appAddr string, direct ta
 				for i, st := range stacks {
 					logf("%s %s, round %d: %stunnel", kind, o.transfer.String(), round, st.label)
 					tr := &p.tun[i]
-					w := watchRSS(st.srv.pid(), st.cli.pid())
-					sp := newSplitter(st.srv.pid(), st.cli.pid(), app.pid())
+					w := watchRSS(st.srv.Pid(), st.cli.Pid())
+					sp := newSplitter(st.srv.Pid(), st.cli.Pid(), app.Pid())
 					sp.begin()
 					st.prof.start(fmt.Sprintf("%s-round%d", kind, round))
 					x, err := f(st.t, int64(o.transfer))
@@ -265,7 +268,7 @@ func runLoadPhases(r *runner, res *results, app *proc, appAddr string, direct ta
 					st.prof.stop()
 					m := w.finish()
 					if err != nil {
-						return fmt.Errorf("%stunnel %w; server log:\n%s\nclient log:\n%s", st.label, err, st.srv.tail(5), st.cli.tail(5))
+						return fmt.Errorf("%stunnel %w; server log:\n%s\nclient log:\n%s", st.label, err, st.srv.Tail(5), st.cli.Tail(5))
 					}
 					tr.xfer = tr.xfer.add(x)
 					tr.split = tr.split.add(c)
@@ -279,7 +282,7 @@ func runLoadPhases(r *runner, res *results, app *proc, appAddr string, direct ta
 		}
 	}
 	time.Sleep(o.settle)
-	res.afterServer, res.afterClient = steadyRSS(srv.pid()), steadyRSS(cli.pid())
+	res.afterServer, res.afterClient = steadyRSS(srv.Pid()), steadyRSS(cli.Pid())
 	return nil
 }
 
@@ -291,18 +294,18 @@ func runIdleTunnels(r *runner, appAddr string) (*idlePhase, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer srv.stop()
+	defer srv.Stop()
 	time.Sleep(o.settle)
-	p := &idlePhase{n: o.tunnels, base: steadyRSS(srv.pid())}
+	p := &idlePhase{n: o.tunnels, base: steadyRSS(srv.Pid())}
 	p.memBase, p.haveMem = readMemStats(srv.pprof)
 	logf("%d idle tunnels in one client", o.tunnels)
 	cli, err := r.startClient("client-tunnels", srv, appAddr, o.tunnels, "t")
 	if err != nil {
 		return nil, err
 	}
-	defer cli.stop()
+	defer cli.Stop()
 	time.Sleep(o.settle)
-	p.with, p.peerRSS = steadyRSS(srv.pid()), steadyRSS(cli.pid())
+	p.with, p.peerRSS = steadyRSS(srv.Pid()), steadyRSS(cli.Pid())
 	if p.haveMem {
 		p.memWith, p.haveMem = readMemStats(srv.pprof)
 	}
@@ -327,18 +330,18 @@ func runIdleSessions(r *runner, appAddr string) (*idlePhase, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer srv.stop()
+	defer srv.Stop()
 	time.Sleep(o.settle)
-	p := &idlePhase{n: o.sessions, base: steadyRSS(srv.pid())}
+	p := &idlePhase{n: o.sessions, base: steadyRSS(srv.Pid())}
 	p.memBase, p.haveMem = readMemStats(srv.pprof)
 	logf("%d idle client sessions", o.sessions)
 	h, err := r.startSessions("sessions", srv, appAddr, o.sessions)
 	if err != nil {
 		return nil, err
 	}
-	defer h.stop()
+	defer h.Stop()
 	time.Sleep(o.settle)
-	p.with, p.peerRSS = steadyRSS(srv.pid()), steadyRSS(h.pid())
+	p.with, p.peerRSS = steadyRSS(srv.Pid()), steadyRSS(h.Pid())
 	if p.haveMem {
 		p.memWith, p.haveMem = readMemStats(srv.pprof)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/porthole/porthole/bench/internal/procs"
 	"github.com/porthole/porthole/internal/version"
 )
 
@@ -44,9 +46,7 @@ func newRunner(o *options) (*runner, error) {
 	if r.bin == "" && o.profile == "" {
 		r.bin = filepath.Join(dir, "porthole")
 		fmt.Fprintln(os.Stderr, "building ./cmd/porthole ...")
-		cmd := exec.Command("go", "build", "-o", r.bin, "github.com/porthole/porthole/cmd/porthole")
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
+		if err := procs.BuildPorthole(r.bin); err != nil {
 			return nil, fmt.Errorf("build porthole (run from inside the repository, or pass -porthole): %w", err)
 		}
 		if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
@@ -76,14 +76,14 @@ func (r *runner) close() {
 }
 
 // startApp starts the local app as its own process.
-func (r *runner) startApp() (*proc, string, error) {
-	p, err := startProc(r.dir, "app", r.env, r.self, "-role", "app", "-listen", "127.0.0.1:0")
+func (r *runner) startApp() (*procs.Proc, string, error) {
+	p, err := procs.Start(r.dir, "app", r.env, r.self, "-role", "app", "-listen", "127.0.0.1:0")
 	if err != nil {
 		return nil, "", err
 	}
-	l, err := p.waitLine(10*time.Second, func(l string) bool { return strings.HasPrefix(l, "listening ") })
+	l, err := p.WaitLine(10*time.Second, func(l string) bool { return strings.HasPrefix(l, "listening ") })
 	if err != nil {
-		p.stop()
+		p.Stop()
 		return nil, "", err
 	}
 	return p, strings.TrimPrefix(l, "listening "), nil
@@ -91,7 +91,7 @@ func (r *runner) startApp() (*proc, string, error) {
 
 // serverProc is a running porthole server.
 type serverProc struct {
-	*proc
+	*procs.Proc
 	httpAddr, tunnelAddr, adminAddr string
 	pprof                           string // profiling endpoint (profile mode)
 }
@@ -135,7 +135,7 @@ func (r *runner) startServerBin(name string, v variant, window int) (*serverProc
 	data := filepath.Join(r.dir, name+"-data")
 	var err error
 	if r.o.profile != "" {
-		s.proc, err = startProc(r.dir, name, r.env, r.self, "-role", "server",
+		s.Proc, err = procs.Start(r.dir, name, r.env, r.self, "-role", "server",
 			"-http-addr", s.httpAddr, "-tunnel-addr", s.tunnelAddr, "-admin-addr", s.adminAddr,
 			"-data-dir", data, "-window", strconv.Itoa(window), "-log-level", r.o.logLevel,
 			// The idle phases' heap profiles record every allocation.
@@ -151,29 +151,29 @@ func (r *runner) startServerBin(name string, v variant, window int) (*serverProc
 			}
 			args = append(args, "--config", cfg)
 		}
-		s.proc, err = startProc(r.dir, name, r.variantEnv(v), v.bin, args...)
+		s.Proc, err = procs.Start(r.dir, name, r.variantEnv(v), v.bin, args...)
 	}
 	if err != nil {
 		return nil, err
 	}
 	if r.o.profile != "" {
-		l, err := s.waitLine(10*time.Second, func(l string) bool { return strings.HasPrefix(l, "pprof ") })
+		l, err := s.WaitLine(10*time.Second, func(l string) bool { return strings.HasPrefix(l, "pprof ") })
 		if err != nil {
-			s.stop()
+			s.Stop()
 			return nil, err
 		}
 		s.pprof = strings.TrimPrefix(l, "pprof ")
 	}
 	if err := waitHTTP("http://"+s.adminAddr+"/healthz", 15*time.Second); err != nil {
-		s.stop()
-		return nil, fmt.Errorf("%s not healthy: %w; log:\n%s", name, err, s.tail(15))
+		s.Stop()
+		return nil, fmt.Errorf("%s not healthy: %w; log:\n%s", name, err, s.Tail(15))
 	}
 	return s, nil
 }
 
 // clientProc is a running porthole client.
 type clientProc struct {
-	*proc
+	*procs.Proc
 	urls  []string
 	pprof string
 }
@@ -192,10 +192,10 @@ func (r *runner) startClientBin(name string, v variant, s *serverProc, app strin
 	var err error
 	switch {
 	case r.o.profile != "":
-		c.proc, err = startProc(r.dir, name, r.env, r.self, "-role", "client", "-server", s.tunnelURL(),
+		c.Proc, err = procs.Start(r.dir, name, r.env, r.self, "-role", "client", "-server", s.tunnelURL(),
 			"-app", app, "-count", strconv.Itoa(n), "-prefix", prefix, "-log-level", r.o.logLevel)
 	case n == 1:
-		c.proc, err = startProc(r.dir, name, r.variantEnv(v), v.bin, "http", app, "--server", s.tunnelURL(),
+		c.Proc, err = procs.Start(r.dir, name, r.variantEnv(v), v.bin, "http", app, "--server", s.tunnelURL(),
 			"--subdomain", prefix, "--inspect-addr", "off", "--log-level", r.logLevel(v))
 	default:
 		var b strings.Builder
@@ -207,7 +207,7 @@ func (r *runner) startClientBin(name string, v variant, s *serverProc, app strin
 		if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
 			return nil, err
 		}
-		c.proc, err = startProc(r.dir, name, r.variantEnv(v), v.bin, "start", "--config", cfg, "--server", s.tunnelURL(),
+		c.Proc, err = procs.Start(r.dir, name, r.variantEnv(v), v.bin, "start", "--config", cfg, "--server", s.tunnelURL(),
 			"--inspect-addr", "off", "--log-level", r.logLevel(v))
 	}
 	if err != nil {
@@ -215,35 +215,35 @@ func (r *runner) startClientBin(name string, v variant, s *serverProc, app strin
 	}
 	timeout := 20*time.Second + time.Duration(n)*20*time.Millisecond
 	if r.o.profile != "" {
-		l, err := c.waitLine(10*time.Second, func(l string) bool { return strings.HasPrefix(l, "pprof ") })
+		l, err := c.WaitLine(10*time.Second, func(l string) bool { return strings.HasPrefix(l, "pprof ") })
 		if err != nil {
-			c.stop()
+			c.Stop()
 			return nil, err
 		}
 		c.pprof = strings.TrimPrefix(l, "pprof ")
 	}
 	deadline := time.Now().Add(timeout)
 	for len(c.urls) < n {
-		l, err := c.waitLine(time.Until(deadline), func(l string) bool { _, ok := forwardingURL(l); return ok })
+		l, err := c.WaitLine(time.Until(deadline), func(l string) bool { _, ok := procs.ForwardingURL(l); return ok })
 		if err != nil {
-			c.stop()
+			c.Stop()
 			return nil, fmt.Errorf("%s: %d of %d tunnels up: %w", name, len(c.urls), n, err)
 		}
-		u, _ := forwardingURL(l)
+		u, _ := procs.ForwardingURL(l)
 		c.urls = append(c.urls, u)
 	}
 	return c, nil
 }
 
 // startSessions starts the helper that opens n client sessions.
-func (r *runner) startSessions(name string, s *serverProc, app string, n int) (*proc, error) {
-	p, err := startProc(r.dir, name, r.env, r.self, "-role", "sessions", "-server", s.tunnelURL(),
+func (r *runner) startSessions(name string, s *serverProc, app string, n int) (*procs.Proc, error) {
+	p, err := procs.Start(r.dir, name, r.env, r.self, "-role", "sessions", "-server", s.tunnelURL(),
 		"-app", app, "-count", strconv.Itoa(n), "-prefix", "s")
 	if err != nil {
 		return nil, err
 	}
-	if _, err := p.waitLine(30*time.Second+time.Duration(n)*50*time.Millisecond, func(l string) bool { return strings.HasPrefix(l, "ready") }); err != nil {
-		p.stop()
+	if _, err := p.WaitLine(30*time.Second+time.Duration(n)*50*time.Millisecond, func(l string) bool { return strings.HasPrefix(l, "ready") }); err != nil {
+		p.Stop()
 		return nil, err
 	}
 	return p, nil

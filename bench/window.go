@@ -52,7 +52,7 @@ func runWindowExperiment(o *options) error {
 	if err != nil {
 		return err
 	}
-	defer app.stop()
+	defer app.Stop()
 
 	mbps := map[[2]int]float64{}
 	var direct float64
@@ -72,28 +72,28 @@ func runWindowExperiment(o *options) error {
 		for ri, rtt := range rtts {
 			relay, err := startRelay(srv.tunnelAddr, rtt/2)
 			if err != nil {
-				srv.stop()
+				srv.Stop()
 				return err
 			}
-			via := &serverProc{proc: srv.proc, tunnelAddr: relay.addr, httpAddr: srv.httpAddr}
+			via := &serverProc{Proc: srv.Proc, tunnelAddr: relay.addr, httpAddr: srv.httpAddr}
 			cli, err := r.startClient(fmt.Sprintf("client-w%d-r%d", wi, ri), via, appAddr, 1, fmt.Sprintf("w%dr%d", wi, ri))
 			if err != nil {
 				relay.close()
-				srv.stop()
+				srv.Stop()
 				return err
 			}
 			tun, _ := tunnelTarget(cli.urls[0], srv)
 			res, err := timedDownload(tun, o.duration)
-			cli.stop()
+			cli.Stop()
 			relay.close()
 			if err != nil {
-				srv.stop()
+				srv.Stop()
 				return fmt.Errorf("window %s rtt %s: %w", formatBytes(int64(w)), rtt, err)
 			}
 			mbps[[2]int{wi, ri}] = res.mbps()
 			logf("window %s, rtt +%s: %.1f MB/s (window/rtt bound %s)", formatBytes(int64(w)), rtt, res.mbps(), bound(w, rtt))
 		}
-		srv.stop()
+		srv.Stop()
 	}
 
 	fmt.Printf("\nsingle download stream through the tunnel, MB/s (10^6 B/s), %s each; direct %.0f MB/s\n", o.duration, direct)

@@ -15,6 +15,7 @@
 package main
 
 import (
+
 	"context"
 	"encoding/json"
 	"flag"
@@ -22,11 +23,12 @@ import (
 	"log"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"time"
+
+	"github.com/porthole/porthole/bench/internal/procs"
 )
 
 type options struct {
@@ -86,9 +88,7 @@ func main() {
 			o.bin += ".exe"
 		}
 		log.Printf("building porthole")
-		cmd := exec.Command("go", "build", "-o", o.bin, "github.com/porthole/porthole/cmd/porthole")
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
+		if err := procs.BuildPorthole(o.bin); err != nil {
 			log.Fatalf("go build: %v", err)
 		}
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,118 +14,35 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
+
+	"github.com/porthole/porthole/bench/internal/procs"
 )
 
-// proc is a porthole process; stdout is scanned for a pattern, stderr
-// goes to a log file in the work directory.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	out  bytes.Buffer
-	logf *os.File
-	done chan struct{}
-}
-
-func startProc(dir, name, bin string, args ...string) (*proc, error) {
-	logf, err := os.Create(filepath.Join(dir, name+".log"))
+// startProc starts a child of the run with the porthole credentials
+// cleared from its environment; Stop interrupts it and kills it if it
+// has not exited after 10 s.
+func startProc(dir, name, bin string, args ...string) (*procs.Proc, error) {
+	p, err := procs.Start(dir, name, []string{"PORTHOLE_API_KEY=", "PORTHOLE_TOKEN=", "PORTHOLE_SERVER="}, bin, args...)
 	if err != nil {
 		return nil, err
 	}
-	p := &proc{name: name, logf: logf, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = append(os.Environ(), "PORTHOLE_API_KEY=", "PORTHOLE_TOKEN=", "PORTHOLE_SERVER=")
-	p.cmd.Stderr = logf
-	p.cmd.Stdout = writerFunc(func(b []byte) (int, error) {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return p.out.Write(b)
-	})
-	// A child must not outlive the run.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	go func() {
-		p.cmd.Wait()
-		logf.Close()
-		close(p.done)
-	}()
+	p.StopSignal, p.StopGrace = os.Interrupt, 10*time.Second
 	return p, nil
 }
 
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
-
-// waitFor returns the first match of re in what read returns.
-func (p *proc) waitFor(read func() string, re *regexp.Regexp, timeout time.Duration) ([]string, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		if m := re.FindStringSubmatch(read()); m != nil {
-			return m, nil
-		}
-		select {
-		case <-p.done:
-			return nil, fmt.Errorf("%s exited; see %s", p.name, p.logf.Name())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%s: no %s within %s; see %s", p.name, re, timeout, p.logf.Name())
-		}
+// cpuSeconds reads p's user+system CPU time so far, in seconds (0 when
+// it cannot be read).
+func cpuSeconds(p *procs.Proc) func() float64 {
+	return func() float64 {
+		d, _ := procs.CPUTime(p.Pid())
+		return d.Seconds()
 	}
-}
-
-func (p *proc) stdout() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.String()
-}
-
-func (p *proc) stderr() string {
-	b, _ := os.ReadFile(p.logf.Name())
-	return string(b)
-}
-
-func (p *proc) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-// cpuSeconds is the process's user+system CPU time so far (Linux).
-func (p *proc) cpuSeconds() float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	// Fields after the command name, which is in parentheses.
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100 // USER_HZ is 100 on Linux
 }
 
 // server is a running porthole server.
 type server struct {
-	*proc
+	*procs.Proc
 	bin, dir, cfg               string
 	http, tunnel, admin, domain string
 }
@@ -142,8 +58,8 @@ func startServer(dir, bin, configTOML string) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.proc = p
-	m, err := p.waitFor(p.stderr, regexp.MustCompile(`\{[^\n]*"msg":"server started"[^\n]*\}`), 20*time.Second)
+	s.Proc = p
+	m, err := p.WaitFor(p.Stderr, regexp.MustCompile(`\{[^\n]*"msg":"server started"[^\n]*\}`), 20*time.Second)
 	if err != nil {
 		return nil, err
 	}
@@ -191,15 +107,15 @@ var forwarding = regexp.MustCompile(`(?m)^Forwarding (https?://[^ ]+)`)
 
 // startClient runs `porthole http PORT` for user's key and returns the
 // process and the tunnel's hostname.
-func startClient(dir, bin, name string, s *server, appPort int, key string) (*proc, string, error) {
+func startClient(dir, bin, name string, s *server, appPort int, key string) (*procs.Proc, string, error) {
 	p, err := startProc(dir, "client-"+name, bin, "http", strconv.Itoa(appPort), "--server", "ws://"+s.tunnel,
 		"--api-key", key, "--inspect-addr", "127.0.0.1:0")
 	if err != nil {
 		return nil, "", err
 	}
-	m, err := p.waitFor(p.stdout, forwarding, 20*time.Second)
+	m, err := p.WaitFor(p.Stdout, forwarding, 20*time.Second)
 	if err != nil {
-		p.stop()
+		p.Stop()
 		return nil, "", err
 	}
 	host := strings.TrimPrefix(m[1], "http://")

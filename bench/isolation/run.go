@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/porthole/porthole/bench/internal/procs"
 )
 
 // latencyStats summarises one condition's samples.
@@ -54,7 +56,7 @@ func run(ctx context.Context, dir string, o options) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer srv.stop()
+	defer srv.Stop()
 
 	// Three users, each with a key.
 	keys := map[string]string{}
@@ -81,8 +83,8 @@ func run(ctx context.Context, dir string, o options) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer apps.stop()
-	m, err := apps.waitFor(apps.stdout, regexp.MustCompile(`ports (\d+) (\d+)`), 10*time.Second)
+	defer apps.Stop()
+	m, err := apps.WaitFor(apps.Stdout, regexp.MustCompile(`ports (\d+) (\d+)`), 10*time.Second)
 	if err != nil {
 		return nil, err
 	}
@@ -91,15 +93,15 @@ func run(ctx context.Context, dir string, o options) (*result, error) {
 	ports["hog"], _ = strconv.Atoi(m[2])
 	hosts := map[string]string{}
 	// CPU time by process, to see who competes for the CPUs.
-	cpu := map[string]func() float64{"server": srv.cpuSeconds, "apps (flooded, hog)": apps.cpuSeconds, "this (measuring)": selfCPUSeconds}
+	cpu := map[string]func() float64{"server": cpuSeconds(srv.Proc), "apps (flooded, hog)": cpuSeconds(apps), "this (measuring)": selfCPUSeconds}
 	for _, user := range []string{"flooded", "hog", "victim"} {
 		c, host, err := startClient(dir, o.bin, user, srv, ports[user], keys[user])
 		if err != nil {
 			return nil, err
 		}
-		defer c.stop()
+		defer c.Stop()
 		hosts[user] = host
-		cpu["client "+user] = c.cpuSeconds
+		cpu["client "+user] = cpuSeconds(c)
 	}
 	log.Printf("server %s; tunnels %v", srv.http, hosts)
 
@@ -163,10 +165,10 @@ func run(ctx context.Context, dir string, o options) (*result, error) {
 		}
 		time.Sleep(time.Second) // let the abuse reach its pace
 		c0, t0 = snap(), time.Now()
-		ab0 := ab.p.cpuSeconds()
+		ab0 := cpuSeconds(ab.p)()
 		d, dd, e = phase()
 		addCPU(cpuLoaded, c0)
-		cpuLoaded["abuse (flood, hog)"] += ab.p.cpuSeconds() - ab0
+		cpuLoaded["abuse (flood, hog)"] += cpuSeconds(ab.p)() - ab0
 		timeLoaded += time.Since(t0).Seconds()
 		st, err := ab.finish()
 		if err != nil {
@@ -354,7 +356,7 @@ func runAbuse(addr, floodURL, hogURL string, rate float64) {
 }
 
 // abuser is a running abuse process.
-type abuser struct{ p *proc }
+type abuser struct{ p *procs.Proc }
 
 func startAbuse(dir string, round int, addr, floodURL, hogURL string, rate float64) (*abuser, error) {
 	p, err := startProc(dir, fmt.Sprintf("abuse-%d", round+1), selfExe(), "-role", "abuse", "-addr", addr,
@@ -367,10 +369,10 @@ func startAbuse(dir string, round int, addr, floodURL, hogURL string, rate float
 
 // finish stops the abuse and returns its counts.
 func (a *abuser) finish() (abuseStats, error) {
-	a.p.stop()
+	a.p.Stop()
 	var st abuseStats
-	if err := json.Unmarshal([]byte(a.p.stdout()), &st); err != nil {
-		return st, fmt.Errorf("abuse process: %v (output %q; see %s)", err, a.p.stdout(), a.p.logf.Name())
+	if err := json.Unmarshal([]byte(a.p.Stdout()), &st); err != nil {
+		return st, fmt.Errorf("abuse process: %v (output %q; see %s)", err, a.p.Stdout(), a.p.LogPath)
 	}
 	return st, nil
 }
