@@ -45,6 +45,41 @@ func waitOK(t *testing.T, srv *tunneltest.Server, url, body string) {
 	}
 }
 
+// freeAddr returns a loopback address nothing listens on right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startTCPApp serves each connection to a loopback listener with handle,
+// which owns it until it returns, and returns the listener's address.
+func startTCPApp(t *testing.T, handle func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				handle(c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
 // TestFailoverToSecondServer: when the first --server goes away, the client
 // moves to the next one and keeps its name.
 func TestFailoverToSecondServer(t *testing.T) {
@@ -78,9 +113,7 @@ func TestFailoverToSecondServer(t *testing.T) {
 // TestFirstServerDown: a client whose first server is down starts on the
 // second.
 func TestFirstServerDown(t *testing.T) {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := "ws://" + ln.Addr().String()
-	ln.Close()
+	dead := "ws://" + freeAddr(t)
 	b := tunneltest.StartServer(t)
 	app := startApp(t, "app")
 	c := tunneltest.StartClient(t, tunneltest.ClientConfig(dead, b.TunnelURL()), tunneltest.HTTP("web", app.URL))
@@ -191,30 +224,14 @@ func TestStatusAPI(t *testing.T) {
 
 // TestTCPTunnel forwards raw bytes both ways.
 func TestTCPTunnel(t *testing.T) {
-	echo, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer echo.Close()
-	go func() {
-		for {
-			c, err := echo.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				data, _ := io.ReadAll(c)
-				c.Write([]byte(strings.ToUpper(string(data))))
-			}()
-		}
-	}()
-	probe, _ := net.Listen("tcp", "127.0.0.1:0")
-	_, port, _ := net.SplitHostPort(probe.Addr().String())
-	probe.Close()
+	echo := startTCPApp(t, func(c net.Conn) {
+		data, _ := io.ReadAll(c)
+		c.Write([]byte(strings.ToUpper(string(data))))
+	})
+	_, port, _ := net.SplitHostPort(freeAddr(t))
 	srv := tunneltest.StartServer(t, func(c *server.Config) { c.TCPPorts = port + "-" + port })
 	c := tunneltest.StartClient(t, tunneltest.ClientConfig(srv.TunnelURL()),
-		client.Spec{Name: "db", Config: client.TunnelConfig{Proto: "tcp", Addr: echo.Addr().String()}})
+		client.Spec{Name: "db", Config: client.TunnelConfig{Proto: "tcp", Addr: echo}})
 	url := c.WaitURL(t, "db")
 	if url != "tcp://localhost:"+port {
 		t.Fatalf("TCP tunnel URL %q, want tcp://localhost:%s", url, port)
@@ -287,30 +304,14 @@ func TestManyTunnelsOneClient(t *testing.T) {
 // its client while it reconnects (connections to it are closed meanwhile),
 // and the client gets the same port back.
 func TestTCPPortHeldDuringGrace(t *testing.T) {
-	echo, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer echo.Close()
-	go func() {
-		for {
-			c, err := echo.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	probe, _ := net.Listen("tcp", "127.0.0.1:0")
-	_, port, _ := net.SplitHostPort(probe.Addr().String())
-	probe.Close()
+	echo := startTCPApp(t, func(c net.Conn) {
+		io.Copy(c, c)
+	})
+	_, port, _ := net.SplitHostPort(freeAddr(t))
 	srv := tunneltest.StartServer(t, func(c *server.Config) { c.TCPPorts = port + "-" + port })
 	proxy := tunneltest.NewProxy(t, srv.TunnelAddr().String())
 	c := tunneltest.StartClient(t, tunneltest.ClientConfig(tunneltest.WSURL(proxy.Addr())),
-		client.Spec{Name: "db", Config: client.TunnelConfig{Proto: "tcp", Addr: echo.Addr().String()}})
+		client.Spec{Name: "db", Config: client.TunnelConfig{Proto: "tcp", Addr: echo}})
 	url := c.WaitURL(t, "db")
 	roundTrip := func() error {
 		conn, err := net.Dial("tcp", "127.0.0.1:"+port)
@@ -377,9 +378,7 @@ func TestFinalErrorReleasesOtherTunnels(t *testing.T) {
 // TestStopWhileReconnecting: a client that cannot reach any server stops
 // promptly and cleanly when asked.
 func TestStopWhileReconnecting(t *testing.T) {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := "ws://" + ln.Addr().String()
-	ln.Close()
+	dead := "ws://" + freeAddr(t)
 	app := startApp(t, "app")
 	c := tunneltest.StartClient(t, tunneltest.ClientConfig(dead), tunneltest.HTTP("web", app.URL))
 	c.WaitEvent(t, 0, 10*time.Second, func(e client.Event) bool { return e.Kind == client.EventRetrying })

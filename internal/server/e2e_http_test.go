@@ -49,6 +49,26 @@ func TestConcurrentRequests(t *testing.T) {
 	}
 }
 
+// getAtOnce sends n GETs at once, to url/kind/0 to url/kind/n-1, each of
+// which must answer 200 with want, and returns how long they took.
+func getAtOnce(t *testing.T, vis *http.Client, url, kind string, n int, want string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, body, err := tunneltest.Get(vis, fmt.Sprintf("%s/%s/%d", url, kind, i))
+			if err != nil || resp.StatusCode != 200 || body != want {
+				t.Errorf("%s request %d: %v %v %q", kind, i, statusOf(resp), err, body)
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(start)
+}
+
 func statusOf(r *http.Response) int {
 	if r == nil {
 		return 0
@@ -63,21 +83,7 @@ func TestSlowRequestsRunInParallel(t *testing.T) {
 		time.Sleep(2 * time.Second)
 		io.WriteString(w, "done")
 	})
-	vis := srv.Visitor()
-	start := time.Now()
-	var wg sync.WaitGroup
-	for i := range 20 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp, body, err := tunneltest.Get(vis, fmt.Sprintf("%s/slow/%d", url, i))
-			if err != nil || resp.StatusCode != 200 || body != "done" {
-				t.Errorf("slow request %d: %v %v %q", i, statusOf(resp), err, body)
-			}
-		}()
-	}
-	wg.Wait()
-	if d := time.Since(start); d > 10*time.Second {
+	if d := getAtOnce(t, srv.Visitor(), url, "slow", 20, "done"); d > 10*time.Second {
 		t.Fatalf("20 parallel 2 s requests took %s: they were serialized", d)
 	}
 }

@@ -1,10 +1,8 @@
 package server_test
 
 import (
-	"fmt"
 	"io"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
@@ -85,21 +83,7 @@ func TestSlowReaderDoesNotStallOthers(t *testing.T) {
 	io.ReadFull(resp.Body, make([]byte, 1024)) // then stop reading
 	time.Sleep(300 * time.Millisecond)         // let the windows fill up
 
-	vis := srv.Visitor()
-	start := time.Now()
-	var wg sync.WaitGroup
-	for i := range 20 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r, body, err := tunneltest.Get(vis, fmt.Sprintf("%s/small/%d", url, i))
-			if err != nil || r.StatusCode != 200 || body != "small" {
-				t.Errorf("small request %d: %v %v %q", i, statusOf(r), err, body)
-			}
-		}()
-	}
-	wg.Wait()
-	if d := time.Since(start); d > 10*time.Second {
+	if d := getAtOnce(t, srv.Visitor(), url, "small", 20, "small"); d > 10*time.Second {
 		t.Fatalf("small requests took %s next to a stalled download", d)
 	}
 	if resp.StatusCode != 200 {

@@ -134,24 +134,22 @@ func (g *limGate) waitIn(t *testing.T, n int64) {
 	}
 }
 
-// TestLimitTunnelRequestRate: requests_per_second and burst. A burst of
-// requests passes, the excess gets 429 with Retry-After and never reaches
-// the app, and after the wait the tunnel serves again.
-func TestLimitTunnelRequestRate(t *testing.T) {
-	var hits atomic.Int64
-	srv, _, url := tunnel(t, func(w http.ResponseWriter, r *http.Request) {
+// countOK is an app handler that counts its requests in hits and
+// answers "ok".
+func countOK(hits *atomic.Int64) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
 		io.WriteString(w, "ok")
-	}, func(c *server.Config) {
-		c.Limits.RequestsPerSecond = 5
-		c.Limits.Burst = 10
-	})
-	vis := srv.Visitor()
-	start := time.Now()
-	ok, refused := 0, 0
-	var retry time.Duration
-	for range 30 {
-		resp, body, err := tunneltest.Get(vis, url+"/")
+	}
+}
+
+// limSend sends n GETs to url with vis, one after another, and counts
+// those answered 200 and those refused with a 429 for kind (checked by
+// limCheck429); retry is the last refusal's Retry-After.
+func limSend(t *testing.T, vis *http.Client, url string, n int, kind limits.Kind) (ok, refused int, retry time.Duration) {
+	t.Helper()
+	for range n {
+		resp, body, err := tunneltest.Get(vis, url)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -159,9 +157,24 @@ func TestLimitTunnelRequestRate(t *testing.T) {
 			ok++
 			continue
 		}
-		retry = limCheck429(t, resp, body, limits.TunnelRequestRate)
+		retry = limCheck429(t, resp, body, kind)
 		refused++
 	}
+	return ok, refused, retry
+}
+
+// TestLimitTunnelRequestRate: requests_per_second and burst. A burst of
+// requests passes, the excess gets 429 with Retry-After and never reaches
+// the app, and after the wait the tunnel serves again.
+func TestLimitTunnelRequestRate(t *testing.T) {
+	var hits atomic.Int64
+	srv, _, url := tunnel(t, countOK(&hits), func(c *server.Config) {
+		c.Limits.RequestsPerSecond = 5
+		c.Limits.Burst = 10
+	})
+	vis := srv.Visitor()
+	start := time.Now()
+	ok, refused, retry := limSend(t, vis, url+"/", 30, limits.TunnelRequestRate)
 	elapsed := time.Since(start)
 	// The burst, plus what the bucket refilled at 5/s meanwhile.
 	if most := 10 + int(5*elapsed.Seconds()) + 1; ok < 10 || ok > most {
@@ -188,10 +201,7 @@ func TestLimitTunnelRequestRate(t *testing.T) {
 // ten seconds, not per request.
 func TestLimitHitLogIsThrottled(t *testing.T) {
 	var hits atomic.Int64
-	srv, _, url := tunnel(t, func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
-		io.WriteString(w, "ok")
-	}, func(c *server.Config) {
+	srv, _, url := tunnel(t, countOK(&hits), func(c *server.Config) {
 		c.Limits.RequestsPerSecond = 5
 		c.Limits.Burst = 5
 	})
@@ -686,29 +696,14 @@ func TestLimitVisitorConnectionsPerIP(t *testing.T) {
 // address keeps being served by the same tunnel.
 func TestLimitVisitorRequestRate(t *testing.T) {
 	var hits atomic.Int64
-	srv, _, url := tunnel(t, func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
-		io.WriteString(w, "ok")
-	}, func(c *server.Config) {
+	srv, _, url := tunnel(t, countOK(&hits), func(c *server.Config) {
 		c.Limits.VisitorRequestsPerIP = 2
 		c.Limits.VisitorBurstPerIP = 5
 	})
 	second := limSecondIP(t, srv.PublicAddr())
 	noisy, quiet := limVisitorFrom(t, srv, "127.0.0.1"), limVisitorFrom(t, srv, second)
-	ok, refused := 0, 0
 	start := time.Now()
-	for range 20 {
-		resp, body, err := tunneltest.Get(noisy, url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if resp.StatusCode == 200 {
-			ok++
-			continue
-		}
-		limCheck429(t, resp, body, limits.VisitorRequestRate)
-		refused++
-	}
+	ok, refused, _ := limSend(t, noisy, url, 20, limits.VisitorRequestRate)
 	if most := 5 + int(2*time.Since(start).Seconds()) + 1; ok < 5 || ok > most {
 		t.Fatalf("%d of 20 passed; want the burst of 5, at most %d", ok, most)
 	}
