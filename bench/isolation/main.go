@@ -15,7 +15,6 @@
 package main
 
 import (
-
 	"context"
 	"encoding/json"
 	"flag"
