@@ -3,8 +3,12 @@ package transport
 import (
 	"encoding/binary"
 	"net"
+	"sync"
 	"sync/atomic"
 )
+
+// batchBufs lends frameBatchers their buffers while a frame is in flight.
+var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
 // batchLimit is the most a frameBatcher holds before writing: large
 // frames go out in pieces of this size rather than all at once.
@@ -36,6 +40,9 @@ func (b *frameBatcher) Write(p []byte) (int, error) {
 	if !b.on.Load() {
 		return b.Conn.Write(p)
 	}
+	if b.buf == nil {
+		b.buf = (*batchBufs.Get().(*[]byte))[:0]
+	}
 	b.buf = append(b.buf, p...)
 	b.scan()
 	n := b.done
@@ -49,8 +56,14 @@ func (b *frameBatcher) Write(p []byte) (int, error) {
 	b.buf = b.buf[:copy(b.buf, b.buf[n:])]
 	b.scanned -= n
 	b.done = max(b.done-n, 0)
-	if len(b.buf) == 0 && cap(b.buf) > 2*batchLimit {
-		b.buf = nil // a large frame passed: do not keep its buffer
+	if len(b.buf) == 0 {
+		// Between frames the buffer goes back to the pool: an idle
+		// session holds none. One grown by a large frame is dropped.
+		if cap(b.buf) <= 2*batchLimit {
+			buf := b.buf
+			batchBufs.Put(&buf)
+		}
+		b.buf = nil
 	}
 	if err != nil {
 		return 0, err

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -19,7 +20,7 @@ import (
 // Accept completes the WebSocket handshake on a request the caller has
 // already authorized, and returns the server side of a session.
 func Accept(w http.ResponseWriter, r *http.Request, o Options) (*Session, error) {
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	ws, err := websocket.Accept(batchingHijacker{w}, r, &websocket.AcceptOptions{
 		Subprotocols: acceptSubprotocols(o.AllowCompression),
 		// Tunnel clients are programs, not browsers: there is no Origin
 		// to check, and credentials are not ambient cookies.
@@ -205,3 +206,25 @@ func tlsClient(raw net.Conn, cfg *tls.Config, addr string) *tls.Conn {
 	c.NextProtos = []string{"http/1.1"}
 	return tls.Client(raw, c)
 }
+
+// batchingHijacker hands coder/websocket, which writes through the
+// bufio.Writer it gets from Hijack and keeps it for the connection's life,
+// a 16-byte one over a frameBatcher instead of net/http's 4 KiB one. Each
+// frame still goes out in one write, and an idle session holds no write
+// buffer: the batcher's comes from a pool while a frame is in flight.
+type batchingHijacker struct{ http.ResponseWriter }
+
+func (h batchingHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	// The 101 answer went out with the hijack: from here on every byte
+	// written is a WebSocket frame.
+	b := &frameBatcher{Conn: c}
+	b.on.Store(true)
+	return b, bufio.NewReadWriter(brw.Reader, bufio.NewWriterSize(b, 16)), nil
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (h batchingHijacker) Unwrap() http.ResponseWriter { return h.ResponseWriter }
