@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -107,17 +108,25 @@ func remoteIP(addr string) netip.Addr {
 }
 
 // limitVisitors wraps a public listener so that an address with too many
-// open connections is answered 429 and closed at once.
-func (s *Server) limitVisitors(ln net.Listener) net.Listener {
+// open connections is answered 429 and closed at once. For the HTTPS
+// listener, tc is its TLS configuration: the refusal is then sent over TLS
+// (the wrapper sits below TLS, where net/http needs the *tls.Conn itself).
+func (s *Server) limitVisitors(ln net.Listener, tc *tls.Config) net.Listener {
 	if s.cfg.Limits.VisitorConnectionsPerIP <= 0 {
 		return ln
 	}
-	return &visitorListener{Listener: ln, s: s}
+	v := &visitorListener{Listener: ln, s: s}
+	if tc != nil {
+		v.tls = tc.Clone()
+		v.tls.NextProtos = []string{"http/1.1"} // the refusal is HTTP/1.1 text
+	}
+	return v
 }
 
 type visitorListener struct {
 	net.Listener
-	s *Server
+	s   *Server
+	tls *tls.Config
 }
 
 const tooManyConns = "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nConnection: close\r\n" +
@@ -137,7 +146,15 @@ func (l *visitorListener) Accept() (net.Conn, error) {
 		l.s.hits.Hit(limits.VisitorConnections, "remote", ip.String())
 		// Answer without blocking Accept: the peer may not read.
 		go func() {
-			c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+			c.SetDeadline(time.Now().Add(2 * time.Second))
+			if l.tls != nil {
+				tc := tls.Server(c, l.tls)
+				if tc.Handshake() == nil {
+					fmt.Fprint(tc, tooManyConns)
+				}
+				tc.Close()
+				return
+			}
 			fmt.Fprint(c, tooManyConns)
 			c.Close()
 		}()

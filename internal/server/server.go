@@ -188,7 +188,7 @@ func (s *Server) Start() (err error) {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          s.errLog,
 	}
-	go serve(s.public, s.limitVisitors(s.lnPublic))
+	go serve(s.public, s.limitVisitors(s.lnPublic, nil))
 	tunnelLn := s.lnTunnel
 	if s.deps.TLS != nil {
 		tunnelLn = tls.NewListener(s.lnTunnel, s.tunnelTLSConfig())
@@ -196,7 +196,8 @@ func (s *Server) Start() (err error) {
 	go serve(s.tunnelSrv, tunnelLn)
 	if s.lnHTTPS != nil {
 		s.https = s.publicServer()
-		go serve(s.https, tls.NewListener(s.limitVisitors(s.lnHTTPS), s.publicTLSConfig()))
+		publicTLS := s.publicTLSConfig()
+		go serve(s.https, tls.NewListener(s.limitVisitors(s.lnHTTPS, publicTLS), publicTLS))
 	}
 	if s.lnAdmin != nil {
 		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: s.errLog}
