@@ -6,7 +6,9 @@ import (
 )
 
 // Config is the [limits] table of the server configuration. A zero value
-// means no limit, as the operator contract says of unset keys.
+// means no limit, as the operator contract says of unset keys; the few
+// limits that keep one visitor or client from exhausting the process
+// (Defaults) are on unless a config sets them to 0.
 type Config struct {
 	// RequestsPerSecond and Burst: token bucket per tunnel; excess requests
 	// get 429 with Retry-After and never reach the client.
@@ -24,9 +26,13 @@ type Config struct {
 	// MaxStreamsPerSession: open streams on one client session.
 	MaxStreamsPerSession int `toml:"max_streams_per_session"`
 	// Per visitor address on the public listeners.
-	VisitorConnectionsPerIP int     `toml:"visitor_connections_per_ip"`
-	VisitorRequestsPerIP    float64 `toml:"visitor_requests_per_second_per_ip"`
-	VisitorBurstPerIP       int     `toml:"visitor_burst_per_ip"`
+	VisitorConnectionsPerIP int `toml:"visitor_connections_per_ip"`
+	// MaxVisitorConnections: open visitor connections on all public
+	// listeners together (HTTP, HTTPS, TCP tunnel ports). An HTTP/2
+	// request in progress counts as one more, per address and in total.
+	MaxVisitorConnections int     `toml:"max_visitor_connections"`
+	VisitorRequestsPerIP  float64 `toml:"visitor_requests_per_second_per_ip"`
+	VisitorBurstPerIP     int     `toml:"visitor_burst_per_ip"`
 	// On the tunnel listener, per source address.
 	HandshakesPerIP     float64 `toml:"handshakes_per_second_per_ip"`
 	HandshakeBurstPerIP int     `toml:"handshake_burst_per_ip"`
@@ -53,6 +59,7 @@ func (c *Config) Validate() error {
 	neg("max_connections_per_tunnel", float64(c.MaxConnectionsPerTunnel))
 	neg("max_streams_per_session", float64(c.MaxStreamsPerSession))
 	neg("visitor_connections_per_ip", float64(c.VisitorConnectionsPerIP))
+	neg("max_visitor_connections", float64(c.MaxVisitorConnections))
 	neg("visitor_requests_per_second_per_ip", c.VisitorRequestsPerIP)
 	neg("visitor_burst_per_ip", float64(c.VisitorBurstPerIP))
 	neg("handshakes_per_second_per_ip", c.HandshakesPerIP)
@@ -64,6 +71,18 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("limits.bandwidth_bytes_per_second below 1024 would make tunnels unusable"))
 	}
 	return errors.Join(errs...)
+}
+
+// Defaults are the limits that are on without a config file: each bounds
+// what one visitor address, or one client session, can take of the
+// process. Every other key is off until set. docs/limits.md explains the
+// values.
+func Defaults() Config {
+	return Config{
+		MaxStreamsPerSession:    1000,
+		VisitorConnectionsPerIP: 256,
+		MaxVisitorConnections:   10000,
+	}
 }
 
 // Overrides are one user's limits; a nil field takes the server default,

@@ -24,6 +24,7 @@ max_sessions_per_user = 3
 max_connections_per_tunnel = 200
 max_streams_per_session = 1000
 visitor_connections_per_ip = 64
+max_visitor_connections = 5000
 visitor_requests_per_second_per_ip = 100
 visitor_burst_per_ip = 200
 handshakes_per_second_per_ip = 2
@@ -38,7 +39,7 @@ max_tunnels = 10000
 	want := Config{
 		RequestsPerSecond: 50, Burst: 100, BandwidthBytesPerSecond: 10 << 20, MaxTunnelsPerUser: 10,
 		MaxSessionsPerUser: 3, MaxConnectionsPerTunnel: 200, MaxStreamsPerSession: 1000,
-		VisitorConnectionsPerIP: 64, VisitorRequestsPerIP: 100, VisitorBurstPerIP: 200,
+		VisitorConnectionsPerIP: 64, MaxVisitorConnections: 5000, VisitorRequestsPerIP: 100, VisitorBurstPerIP: 200,
 		HandshakesPerIP: 2, HandshakeBurstPerIP: 10, ControlMessagesPerSecond: 20, ControlBurst: 50,
 		MaxTunnels: 10000,
 	}

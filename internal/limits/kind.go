@@ -26,6 +26,19 @@ const (
 	AuthFailures       Kind = "auth_failures_per_ip"
 	ControlRate        Kind = "control_messages_per_second"
 	AccessFailures     Kind = "visitor_access_failures_per_ip" // wrong basic-auth passwords: 429
+	// VisitorConnectionsTotal: max_visitor_connections; the connection or
+	// HTTP/2 request is refused with 503.
+	VisitorConnectionsTotal Kind = "visitor_connections"
+	// VisitorWriteTimeout: a visitor read nothing of a response for
+	// http.write_timeout; its connection is closed.
+	VisitorWriteTimeout Kind = "visitor_write_timeout"
+	// ClientFrames: a client sent multiplexer frames past the guard's
+	// bounds (pings, window updates, stray frames, stream opens); its
+	// session is cut off.
+	ClientFrames Kind = "client_frames"
+	// BufferBudget: tunnel.buffer_budget was full, and a session's data
+	// waited for room.
+	BufferBudget Kind = "buffer_budget"
 )
 
 // AllKinds lists every kind, for metrics that should show zero counts.
@@ -33,6 +46,7 @@ var AllKinds = []Kind{
 	TunnelRequestRate, TunnelConnections, UserBandwidth, SessionStreams,
 	UserTunnels, UserSessions, ServerTunnels, VisitorConnections,
 	VisitorRequestRate, HandshakeRate, AuthFailures, ControlRate, AccessFailures,
+	VisitorConnectionsTotal, VisitorWriteTimeout, ClientFrames, BufferBudget,
 }
 
 // Hits counts limit hits by kind and logs them without flooding: the first

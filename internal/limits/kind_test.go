@@ -136,6 +136,7 @@ func TestKindsAreLabels(t *testing.T) {
 		"user_tunnels", "user_sessions", "server_tunnels", "visitor_connections_per_ip",
 		"visitor_requests_per_second", "handshakes_per_second_per_ip", "auth_failures_per_ip",
 		"control_messages_per_second", "visitor_access_failures_per_ip",
+		"visitor_connections", "visitor_write_timeout", "client_frames", "buffer_budget",
 	}
 	if len(AllKinds) != len(want) {
 		t.Fatalf("%d kinds, want %d", len(AllKinds), len(want))

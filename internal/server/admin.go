@@ -250,7 +250,7 @@ func (s *Server) setupMetrics() {
 		s.metrics.authFailures.WithLabelValues(string(c))
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&collector{s: s}, s.metrics.latency, s.metrics.authFailures)
+		&collector{s: s}, budgetCollector{s: s}, s.metrics.latency, s.metrics.authFailures)
 	if s.deps.Certs != nil {
 		reg.MustRegister(tlsCollector{src: s.deps.Certs})
 	}

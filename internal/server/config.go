@@ -60,10 +60,15 @@ type SubdomainConfig struct {
 type HTTPConfig struct {
 	ReadHeaderTimeout config.Duration `toml:"read_header_timeout"`
 	IdleTimeout       config.Duration `toml:"idle_timeout"`
-	// WriteTimeout bounds a whole response; 0 (the default) lets long
-	// downloads and server-sent event streams run.
+	// WriteTimeout closes a visitor connection whose writes make no
+	// progress for this long: a visitor that stops reading a response. It
+	// is reset by every write, so long downloads and quiet event streams
+	// run as long as they like. 0 turns it off.
 	WriteTimeout   config.Duration `toml:"write_timeout"`
 	MaxHeaderBytes int             `toml:"max_header_bytes"`
+	// MaxConcurrentStreams bounds the requests in progress on one HTTP/2
+	// visitor connection (each also counts as a visitor connection).
+	MaxConcurrentStreams int `toml:"max_concurrent_streams"`
 	// ShutdownTimeout bounds how long in-flight requests may drain on
 	// SIGINT/SIGTERM.
 	ShutdownTimeout config.Duration `toml:"shutdown_timeout"`
@@ -85,11 +90,20 @@ type TunnelConfig struct {
 	// IdleStreams is how many idle streams (kept-alive connections to the
 	// local app) the server keeps per tunnel for reuse.
 	IdleStreams int `toml:"idle_streams"`
+	// BufferBudget bounds, across all sessions, the bytes received from
+	// clients and not yet taken by visitors (slow or stalled readers).
+	// Windows above the protocol's 256 KiB per stream come from half of
+	// it; past all of it, a session's data waits. See docs/limits.md.
+	BufferBudget int64 `toml:"buffer_budget"`
 	// Compression is "allow" (a client that asks with --compress gets a
 	// zstd-compressed session) or "off" (it runs uncompressed).
 	// docs/compression.md says when it pays.
 	Compression string `toml:"compression"`
 }
+
+// DefaultBufferBudget is tunnel.buffer_budget's default: 100 readers that
+// stop reading large downloads pin less than 100 MiB (docs/limits.md).
+const DefaultBufferBudget = 64 << 20
 
 // Tunnel compression settings.
 const (
@@ -123,6 +137,10 @@ func DefaultConfig() Config {
 			MaxHeaderBytes:    64 << 10,
 			ShutdownTimeout:   config.Duration(15 * time.Second),
 			KeepAlive:         config.Duration(30 * time.Second),
+			WriteTimeout:      config.Duration(60 * time.Second),
+			// Go's own default is 250; each request is also a visitor
+			// connection of its address.
+			MaxConcurrentStreams: 100,
 		},
 		Tunnel: TunnelConfig{
 			GracePeriod:      config.Duration(60 * time.Second),
@@ -130,7 +148,9 @@ func DefaultConfig() Config {
 			HandshakeTimeout: config.Duration(10 * time.Second),
 			IdleStreams:      128,
 			Compression:      CompressionAllow,
+			BufferBudget:     DefaultBufferBudget,
 		},
+		Limits: limits.Defaults(),
 	}
 }
 
@@ -210,6 +230,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Tunnel.StreamWindow != 0 && (c.Tunnel.StreamWindow < 256<<10 || c.Tunnel.StreamWindow > 64<<20) {
 		bad("tunnel.stream_window must be between 262144 and 67108864 bytes")
+	}
+	if c.HTTP.MaxConcurrentStreams < 1 || c.HTTP.MaxConcurrentStreams > 1000 {
+		bad("http.max_concurrent_streams must be between 1 and 1000")
+	}
+	if c.Tunnel.BufferBudget < 4<<20 {
+		bad("tunnel.buffer_budget: %d is below the 4194304 (4 MiB) minimum", c.Tunnel.BufferBudget)
 	}
 	if c.Tunnel.IdleStreams < 1 {
 		bad("tunnel.idle_streams must be at least 1")

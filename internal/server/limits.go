@@ -2,13 +2,9 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
-	"fmt"
-	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/porthole/porthole/internal/auth"
@@ -105,79 +101,4 @@ func remoteIP(addr string) netip.Addr {
 		return netip.Addr{}
 	}
 	return ap.Addr().Unmap()
-}
-
-// limitVisitors wraps a public listener so that an address with too many
-// open connections is answered 429 and closed at once. For the HTTPS
-// listener, tc is its TLS configuration: the refusal is then sent over TLS
-// (the wrapper sits below TLS, where net/http needs the *tls.Conn itself).
-func (s *Server) limitVisitors(ln net.Listener, tc *tls.Config) net.Listener {
-	if s.cfg.Limits.VisitorConnectionsPerIP <= 0 {
-		return ln
-	}
-	v := &visitorListener{Listener: ln, s: s}
-	if tc != nil {
-		v.tls = tc.Clone()
-		v.tls.NextProtos = []string{"http/1.1"} // the refusal is HTTP/1.1 text
-	}
-	return v
-}
-
-type visitorListener struct {
-	net.Listener
-	s   *Server
-	tls *tls.Config
-}
-
-const tooManyConns = "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nConnection: close\r\n" +
-	"Content-Type: text/plain; charset=utf-8\r\nX-Porthole-Error: " + string(limits.VisitorConnections) +
-	"\r\nContent-Length: 48\r\n\r\n429 Too many open connections from your address\n"
-
-func (l *visitorListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		ip := remoteIP(c.RemoteAddr().String())
-		if l.s.visitors.Acquire(ip) {
-			return &visitorConn{Conn: c, t: l.s.visitors, ip: ip}, nil
-		}
-		l.s.hits.Hit(limits.VisitorConnections, "remote", ip.String())
-		// Answer without blocking Accept: the peer may not read.
-		go func() {
-			c.SetDeadline(time.Now().Add(2 * time.Second))
-			if l.tls != nil {
-				tc := tls.Server(c, l.tls)
-				if tc.Handshake() == nil {
-					fmt.Fprint(tc, tooManyConns)
-				}
-				tc.Close()
-				return
-			}
-			fmt.Fprint(c, tooManyConns)
-			c.Close()
-		}()
-	}
-}
-
-type visitorConn struct {
-	net.Conn
-	t    *limits.IPTable
-	ip   netip.Addr
-	once sync.Once
-}
-
-// CloseWrite keeps net/http's graceful close (after an unread request
-// body) working through the wrapper.
-func (c *visitorConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
-}
-
-func (c *visitorConn) Close() error {
-	c.once.Do(func() { c.t.Release(c.ip) })
-	return c.Conn.Close()
 }

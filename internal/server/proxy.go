@@ -12,10 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/yamux"
-
 	"github.com/porthole/porthole/internal/httpfwd"
 	"github.com/porthole/porthole/internal/limits"
+	"github.com/porthole/porthole/internal/transport"
 )
 
 // servePublic routes a visitor's request by its Host header.
@@ -254,7 +253,7 @@ func (s *Server) proxyError(t *tunnel, w http.ResponseWriter, r *http.Request, e
 	case errors.Is(r.Context().Err(), context.Canceled):
 		// The visitor left; nobody reads this answer.
 		w.WriteHeader(499)
-	case errors.As(err, &away), errors.Is(err, yamux.ErrSessionShutdown):
+	case errors.As(err, &away), errors.Is(err, transport.ErrSessionShutdown):
 		if t.route != nil && t.route.pool && slices.ContainsFunc(t.route.list(), func(m *tunnel) bool { return m != t }) {
 			// The pool serves on; only this member went away.
 			s.page(w, r, http.StatusBadGateway, "Bad gateway",

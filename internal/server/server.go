@@ -66,8 +66,13 @@ type Server struct {
 	// sweepStop ends sweepLoop at shutdown.
 	sweepStop chan struct{}
 
-	hits       *limits.Hits
-	visitors   *limits.IPTable // per visitor address, public listeners
+	hits     *limits.Hits
+	visitors *limits.IPTable // per visitor address, public listeners
+	// visitorConns counts open visitor connections (and HTTP/2 requests)
+	// on all public listeners, for limits.max_visitor_connections.
+	visitorConns visitorCount
+	// budget bounds what slow visitors make sessions buffer.
+	budget     *transport.Budget
 	handshakes *limits.IPTable // per client address, tunnel listener
 	// accessFailures throttles wrong tunnel passwords per visitor address.
 	accessFailures *limits.IPTable
@@ -114,7 +119,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		reserved = names.DefaultReserved
 	}
 	lo, hi, _ := ParsePortRange(cfg.TCPPorts)
+	budget := transport.NewBudget(cfg.Tunnel.BufferBudget)
 	s := &Server{
+		budget:   budget,
 		cfg:      cfg,
 		deps:     deps,
 		log:      deps.Logger,
@@ -141,8 +148,13 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			AcceptBacklog:    256,
 			Logger:           deps.Logger,
 			AllowCompression: cfg.Tunnel.Compression == CompressionAllow,
+			Budget:           budget,
 		},
 	}
+	s.mux.Guard = transport.ServerGuard(func(kind string) {
+		s.hits.Hit(limits.ClientFrames, "frames", kind)
+	})
+	budget.OnWait = func() { s.hits.Hit(limits.BufferBudget, "budget_bytes", cfg.Tunnel.BufferBudget) }
 	s.errLog = slog.NewLogLogger(deps.Logger.Handler(), slog.LevelDebug)
 	s.tcp = newTCPPorts(s, lo, hi)
 	s.setupMetrics()
@@ -188,7 +200,7 @@ func (s *Server) Start() (err error) {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          s.errLog,
 	}
-	go serve(s.public, s.limitVisitors(s.lnPublic, nil))
+	go serve(s.public, s.visitorListener(s.lnPublic, nil))
 	tunnelLn := s.lnTunnel
 	if s.deps.TLS != nil {
 		tunnelLn = tls.NewListener(s.lnTunnel, s.tunnelTLSConfig())
@@ -197,7 +209,7 @@ func (s *Server) Start() (err error) {
 	if s.lnHTTPS != nil {
 		s.https = s.publicServer()
 		publicTLS := s.publicTLSConfig()
-		go serve(s.https, tls.NewListener(s.limitVisitors(s.lnHTTPS, publicTLS), publicTLS))
+		go serve(s.https, tls.NewListener(s.visitorListener(s.lnHTTPS, publicTLS), publicTLS))
 	}
 	if s.lnAdmin != nil {
 		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: s.errLog}
@@ -221,13 +233,22 @@ func (s *Server) Start() (err error) {
 }
 
 func (s *Server) publicServer() *http.Server {
+	// http.write_timeout is applied per write by visitorConn, not as
+	// net/http's WriteTimeout, which would bound a whole response.
 	return &http.Server{
-		Handler:           http.HandlerFunc(s.servePublic),
+		Handler:           s.countHTTP2(http.HandlerFunc(s.servePublic)),
 		ReadHeaderTimeout: s.cfg.HTTP.ReadHeaderTimeout.D(),
 		IdleTimeout:       s.cfg.HTTP.IdleTimeout.D(),
-		WriteTimeout:      s.cfg.HTTP.WriteTimeout.D(),
 		MaxHeaderBytes:    s.cfg.HTTP.MaxHeaderBytes,
 		ErrorLog:          s.errLog,
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams: s.cfg.HTTP.MaxConcurrentStreams,
+			// A stream's request body waits in a buffer of this size when
+			// the tunnel is slower than the visitor; Go's default is 1 MiB
+			// per stream, 100 times over per connection.
+			MaxReceiveBufferPerStream:     256 << 10,
+			MaxReceiveBufferPerConnection: 1 << 20,
+		},
 	}
 }
 

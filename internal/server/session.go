@@ -146,7 +146,7 @@ func (ss *session) run() {
 			switch {
 			case errors.As(err, &ne) && ne.Timeout():
 				ss.log.Info("client silent, closing session", "after", (3 * hb).String())
-			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), ss.mux.IsClosed():
+			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, transport.ErrStreamClosed), ss.mux.IsClosed():
 				ss.log.Debug("control stream closed", "err", err)
 			default:
 				ss.log.Info("control stream error", "err", err)

@@ -131,21 +131,19 @@ func (p *tcpPorts) accept(port int, ln net.Listener) {
 			c.Close()
 			continue
 		}
-		if !p.s.visitors.Acquire(ip) {
-			p.s.hits.Hit(limits.VisitorConnections, "remote", ip.String(), "port", port)
+		vc, r := p.s.admitVisitor(c)
+		if r != nil {
 			c.Close()
 			continue
 		}
 		if t.maxConns > 0 && t.inflight.Add(1) > t.maxConns {
 			t.inflight.Add(-1)
-			p.s.visitors.Release(ip)
 			p.s.hits.Hit(limits.TunnelConnections, "port", port, "user", t.sess.ident.User)
-			c.Close()
+			vc.Close()
 			continue
 		}
 		go func() {
-			p.forward(t, c)
-			p.s.visitors.Release(ip)
+			p.forward(t, vc)
 			if t.maxConns > 0 {
 				t.inflight.Add(-1)
 			}

@@ -138,9 +138,12 @@ func (c *countedConn) Shrink() {
 	}
 }
 
-// CloseWrite half-closes the stream, for TCP tunnels.
+// CloseWrite half-closes the stream, for TCP tunnels: the peer reads EOF,
+// and this side still reads until the peer's own close.
 func (c *countedConn) CloseWrite() error {
-	// yamux's Close sends FIN and still lets us read until the peer's FIN.
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
 	return c.Conn.Close()
 }
 

@@ -132,7 +132,7 @@ func roundTrip(t *testing.T, p *compressedPair, data []byte) {
 	defer st.Close()
 	go func() {
 		st.Write(data)
-		st.Close()
+		st.CloseWrite()
 	}()
 	got, err := io.ReadAll(st)
 	if err != nil {
@@ -212,7 +212,7 @@ func TestCompressedSessionStreams(t *testing.T) {
 			want := sha256.New()
 			go func() {
 				io.Copy(st, io.TeeReader(src, want))
-				st.Close()
+				st.CloseWrite()
 			}()
 			got := sha256.New()
 			if n, err := io.Copy(got, st); err != nil || n != 1<<20 {

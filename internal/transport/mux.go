@@ -8,11 +8,28 @@ import (
 	"net"
 	"time"
 
-	"github.com/hashicorp/yamux"
+	"github.com/porthole/porthole/internal/yamux"
 )
 
 // Session is a multiplexed connection: streams are opened and accepted on it.
 type Session = yamux.Session
+
+// Budget bounds the bytes that slow readers can make sessions buffer,
+// shared by all the sessions given it (internal/yamux/budget.go).
+type Budget = yamux.Budget
+
+// NewBudget returns a budget of limit bytes.
+func NewBudget(limit int64) *Budget { return yamux.NewBudget(limit) }
+
+// ErrSessionShutdown is returned by a session's operations once it ended.
+var ErrSessionShutdown = yamux.ErrSessionShutdown
+
+// ErrStreamClosed is returned by a stream's operations once this side
+// closed it.
+var ErrStreamClosed = yamux.ErrStreamClosed
+
+// FloodError ends a session whose peer sent frames past its guard's bounds.
+type FloodError = yamux.FloodError
 
 // Options tunes a session. The zero value takes the defaults.
 type Options struct {
@@ -33,6 +50,33 @@ type Options struct {
 	// compressed session (compress.go). Dial asks with DialOptions.Compress
 	// and ignores this field.
 	AllowCompression bool
+	// Budget, when set, bounds what slow readers on this side can make
+	// its sessions buffer (shared by the sessions it is given to).
+	Budget *Budget
+	// Guard bounds the frames the peer may send; ServerGuard is the
+	// server's. Nil guards nothing.
+	Guard *yamux.GuardConfig
+}
+
+// ServerGuard returns the bounds a server puts on a client's frames;
+// onFlood is told the kind of frame when a client is cut off. Clients
+// send no multiplexer pings (liveness is the control protocol's
+// heartbeat), open one stream (the control stream), and send window
+// updates in step with the data they receive: the rates leave wide room
+// for all of that and none for a loop.
+func ServerGuard(onFlood func(kind string)) *yamux.GuardConfig {
+	return &yamux.GuardConfig{
+		PingsPerSecond:    5,
+		PingBurst:         20,
+		ControlPerSecond:  10000,
+		ControlBurst:      20000,
+		StrayPerSecond:    1000,
+		StrayBurst:        5000,
+		MaxInboundStreams: 4,
+		RefusedPerSecond:  2,
+		RefusedBurst:      10,
+		OnFlood:           onFlood,
+	}
 }
 
 // DefaultStreamWindow is chosen by measurement (docs/benchmarks.md). A
@@ -60,6 +104,8 @@ func (o Options) yamuxConfig() (*yamux.Config, error) {
 	cfg.StreamOpenTimeout = 15 * time.Second
 	cfg.StreamCloseTimeout = 30 * time.Second
 	cfg.LogOutput = nil
+	cfg.RecvBudget = o.Budget
+	cfg.Guard = o.Guard
 	if o.Logger != nil {
 		cfg.Logger = log.New(slogWriter{o.Logger}, "", 0)
 	} else {

@@ -228,7 +228,7 @@ func TestSessionLargeTransfer(t *testing.T) {
 				want := sha256.New()
 				go func() {
 					io.Copy(st, io.TeeReader(src, want))
-					st.Close() // FIN: the echo ends
+					st.CloseWrite() // FIN: the echo ends
 				}()
 				got := sha256.New()
 				n, err := io.Copy(got, st)
