@@ -88,7 +88,15 @@ type Client struct {
 	lastErr    atomic.Value // string
 	nextRetry  atomic.Int64 // unix nanos of the next reconnect attempt, while reconnecting
 	attempt    atomic.Int64 // reconnect attempts since the last lasting session
+	// budget bounds what the server can make this client buffer for local
+	// apps that read request bodies slowly, across its sessions.
+	budget *transport.Budget
 }
+
+// clientBufferBudget is the client's receive budget (see
+// internal/yamux/budget.go): a local app that stops reading uploads
+// holds at most this much of the client's memory.
+const clientBufferBudget = 64 << 20
 
 // Connection states reported by Status.
 const (
@@ -114,7 +122,8 @@ func New(cfg Config, specs []Spec, deps Deps) (*Client, error) {
 	}
 	var b [24]byte
 	rand.Read(b[:])
-	c := &Client{cfg: cfg, deps: deps, log: deps.Logger, resume: hex.EncodeToString(b[:]), started: time.Now()}
+	c := &Client{cfg: cfg, deps: deps, log: deps.Logger, resume: hex.EncodeToString(b[:]), started: time.Now(),
+		budget: transport.NewBudget(clientBufferBudget)}
 	c.state.Store(StateConnecting)
 	c.server.Store("")
 	c.lastErr.Store("")
@@ -218,7 +227,7 @@ func (c *Client) dial(ctx context.Context, url string) (*transport.Session, erro
 		Header:    h,
 		TLSConfig: c.deps.TLS,
 		Timeout:   c.cfg.HandshakeTimeout.D(),
-		Mux:       transport.Options{AcceptBacklog: 1024, Logger: c.log, StreamWindow: uint32(c.cfg.StreamWindow)},
+		Mux:       transport.Options{AcceptBacklog: 1024, Logger: c.log, StreamWindow: uint32(c.cfg.StreamWindow), Budget: c.budget},
 		Compress:  c.cfg.Compress,
 	})
 	if err != nil {
