@@ -90,7 +90,7 @@ func endlessApp(t *testing.T, size int64) string {
 // small so that the server feels it at once.
 func stalledVisitor(t *testing.T, httpAddr, url string) net.Conn {
 	t.Helper()
-	d := net.Dialer{Timeout: 5 * time.Second, Control: nil}
+	d := net.Dialer{Timeout: 5 * time.Second}
 	c, err := d.Dial("tcp", httpAddr)
 	if err != nil {
 		t.Fatal(err)

@@ -27,5 +27,5 @@ func (c budgetCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descBuffered, prometheus.GaugeValue, float64(b.Buffered()))
 	ch <- prometheus.MustNewConstMetric(descBudget, prometheus.GaugeValue, float64(b.Limit()))
 	ch <- prometheus.MustNewConstMetric(descCredit, prometheus.GaugeValue, float64(b.Credit()))
-	ch <- prometheus.MustNewConstMetric(descVisitorConns, prometheus.GaugeValue, float64(c.s.visitorConns.n.Load()))
+	ch <- prometheus.MustNewConstMetric(descVisitorConns, prometheus.GaugeValue, float64(c.s.visitorConns.Load()))
 }

@@ -70,7 +70,7 @@ type Server struct {
 	visitors *limits.IPTable // per visitor address, public listeners
 	// visitorConns counts open visitor connections (and HTTP/2 requests)
 	// on all public listeners, for limits.max_visitor_connections.
-	visitorConns visitorCount
+	visitorConns atomic.Int64
 	// budget bounds what slow visitors make sessions buffer.
 	budget     *transport.Budget
 	handshakes *limits.IPTable // per client address, tunnel listener

@@ -21,10 +21,6 @@ import (
 // and its writes get http.write_timeout, so that a visitor who stops
 // reading is cut off rather than left holding the server's memory.
 
-// visitorCount is the server's open visitor connections and HTTP/2
-// requests.
-type visitorCount struct{ n atomic.Int64 }
-
 // refusal says why a visitor connection was not admitted.
 type refusal struct {
 	kind   limits.Kind
@@ -45,13 +41,13 @@ func (s *Server) admitVisitor(c net.Conn) (*visitorConn, *refusal) {
 // acquireVisitor takes one visitor slot for ip; releaseVisitor gives it
 // back.
 func (s *Server) acquireVisitor(ip netip.Addr) *refusal {
-	if max := int64(s.cfg.Limits.MaxVisitorConnections); s.visitorConns.n.Add(1) > max && max > 0 {
-		s.visitorConns.n.Add(-1)
+	if max := int64(s.cfg.Limits.MaxVisitorConnections); s.visitorConns.Add(1) > max && max > 0 {
+		s.visitorConns.Add(-1)
 		s.hits.Hit(limits.VisitorConnectionsTotal, "remote", ip.String(), "max", max)
 		return &refusal{limits.VisitorConnectionsTotal, http.StatusServiceUnavailable}
 	}
 	if !s.visitors.Acquire(ip) {
-		s.visitorConns.n.Add(-1)
+		s.visitorConns.Add(-1)
 		s.hits.Hit(limits.VisitorConnections, "remote", ip.String())
 		return &refusal{limits.VisitorConnections, http.StatusTooManyRequests}
 	}
@@ -60,7 +56,7 @@ func (s *Server) acquireVisitor(ip netip.Addr) *refusal {
 
 func (s *Server) releaseVisitor(ip netip.Addr) {
 	s.visitors.Release(ip)
-	s.visitorConns.n.Add(-1)
+	s.visitorConns.Add(-1)
 }
 
 // visitorListener admits the connections of a public listener. For the
