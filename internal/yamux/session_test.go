@@ -1337,6 +1337,9 @@ func TestSendData_VeryLarge(t *testing.T) {
 
 	var n int64 = 1 * 1024 * 1024 * 1024
 	var workers int = 16
+	if raceEnabled {
+		n = 32 << 20
+	}
 
 	errCh := make(chan error, workers*2)
 
