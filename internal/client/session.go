@@ -69,7 +69,10 @@ func (c *Client) serveSession(ctx context.Context, url string, mux *transport.Se
 	}
 
 	// On cancel, release the tunnels at once (no grace period on the
-	// server), then hang up.
+	// server), then hang up once the server has handled the release: the
+	// loop below returns on the pong to the ping sent after the unbinds,
+	// so a client run again at once finds its names free. A server that
+	// does not answer within 2 s is hung up on.
 	stop := context.AfterFunc(ctx, func() {
 		ctrl.SetWriteDeadline(time.Now().Add(2 * time.Second))
 		for _, t := range c.tunnels {
@@ -77,8 +80,11 @@ func (c *Client) serveSession(ctx context.Context, url string, mux *transport.Se
 				w.Write(&protocol.Unbind{TunnelID: id})
 			}
 		}
-		ctrl.Close()
-		time.AfterFunc(300*time.Millisecond, func() { mux.Close() })
+		if w.Write(&protocol.Ping{Seq: releaseSeq, UnixNano: time.Now().UnixNano()}) != nil {
+			ctrl.Close()
+			return
+		}
+		time.AfterFunc(2*time.Second, func() { ctrl.Close() })
 	})
 	defer stop()
 	defer c.unbindAll()
@@ -151,6 +157,9 @@ func (c *Client) serveSession(ctx context.Context, url string, mux *transport.Se
 		case *protocol.Ping:
 			w.Write(&protocol.Pong{Seq: m.Seq, UnixNano: m.UnixNano})
 		case *protocol.Pong:
+			if m.Seq == releaseSeq && ctx.Err() != nil {
+				return ctx.Err()
+			}
 			c.rttNanos.Store(time.Now().UnixNano() - m.UnixNano)
 		}
 	}

@@ -294,11 +294,21 @@ func (s *Stream) sendWindowUpdate() error {
 	s.controlHdrLock.Lock()
 	defer s.controlHdrLock.Unlock()
 
+	// Determine the flags first: the lock order is stateLock, then
+	// recvLock (Read and processFlags take them so), and sendFlags takes
+	// stateLock. Flags are never dropped: with any flag set the update is
+	// always sent.
+	flags := s.sendFlags()
+
 	// Determine the delta update
 	s.recvLock.Lock()
 	if s.discard {
 		s.recvLock.Unlock()
-		return nil
+		if flags == 0 {
+			return nil
+		}
+		// Nobody reads: send the flags and no credit.
+		return s.sendControl(flags, 0)
 	}
 	// Grow the window while the peer keeps using all of it: then the
 	// window, not our reader, limits the stream. Streams that carry small
@@ -316,9 +326,6 @@ func (s *Stream) sendWindowUpdate() error {
 		delta = s.target - bufLen - s.recvWindow
 	}
 
-	// Determine the flags if any
-	flags := s.sendFlags()
-
 	// Check if we can omit the update
 	if delta < (s.target/2) && flags == 0 {
 		s.recvLock.Unlock()
@@ -329,7 +336,12 @@ func (s *Stream) sendWindowUpdate() error {
 	s.recvWindow += delta
 	s.recvLock.Unlock()
 
-	// Send the header
+	return s.sendControl(flags, delta)
+}
+
+// sendControl sends a window update with flags and delta. The caller
+// holds controlHdrLock.
+func (s *Stream) sendControl(flags uint16, delta uint32) error {
 	s.controlHdr.encode(typeWindowUpdate, flags, s.id, delta)
 	if err := s.session.waitForSendErr(s.controlHdr, nil, s.controlErr); err != nil {
 		if errors.Is(err, ErrSessionShutdown) || errors.Is(err, ErrConnectionWriteTimeout) {
@@ -472,19 +484,24 @@ func (s *Stream) releaseCredit() {
 // processFlags is used to update the state of the stream
 // based on set flags, if any. Lock must be held
 func (s *Stream) processFlags(flags uint16) error {
+	// The session's stream map is updated after the state lock is
+	// released: Session.Close holds the map's lock while it takes each
+	// stream's state lock, so the other order could deadlock.
+	closeStream, establish := false, false
+	defer func() {
+		if establish {
+			s.session.establishStream(s.id)
+		}
+		if closeStream {
+			s.session.closeStream(s.id)
+		}
+	}()
 	s.stateLock.Lock()
 	defer s.stateLock.Unlock()
-
-	// Close the stream without holding the state lock
-	closeStream := false
 	defer func() {
-		if closeStream {
-			if s.closeTimer != nil {
-				// Stop our close timeout timer since we gracefully closed
-				s.closeTimer.Stop()
-			}
-
-			s.session.closeStream(s.id)
+		if closeStream && s.closeTimer != nil {
+			// Stop our close timeout timer since we gracefully closed
+			s.closeTimer.Stop()
 		}
 	}()
 
@@ -493,7 +510,7 @@ func (s *Stream) processFlags(flags uint16) error {
 			s.state = streamEstablished
 		}
 		asyncNotify(s.establishCh)
-		s.session.establishStream(s.id)
+		establish = true
 	}
 	if flags&flagFIN == flagFIN {
 		switch s.state {
