@@ -32,6 +32,13 @@ type Transport struct {
 	MaxIdle int
 	// IdleTimeout closes connections idle this long (0: never).
 	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds each response's header block, status line
+	// included (0: DefaultMaxHeaderBytes). The owner should set the
+	// Fallback's limit (http.Transport.MaxResponseHeaderBytes) to match.
+	MaxHeaderBytes int
+	// MaxHeaderFields bounds each response's header fields, on both
+	// paths (0: DefaultMaxHeaderFields).
+	MaxHeaderFields int
 
 	mu     sync.Mutex
 	idle   []*conn // oldest first; reuse takes the newest
@@ -41,6 +48,7 @@ type Transport struct {
 
 type conn struct {
 	c        net.Conn
+	lim      headerLimit // between c and br
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	idleTime time.Time
@@ -74,7 +82,7 @@ func fast(req *http.Request) bool {
 // RoundTrip implements http.RoundTripper.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !fast(req) {
-		return t.Fallback.RoundTrip(req)
+		return t.fallback(req)
 	}
 	for attempt := 0; ; attempt++ {
 		c, reused, err := t.get(req.Context())
@@ -125,7 +133,7 @@ func (t *Transport) roundTrip(c *conn, req *http.Request) (*http.Response, error
 		return nil, &idleGone{err}
 	}
 	var resp *http.Response
-	for {
+	for informational := 0; ; informational++ {
 		var err error
 		if _, perr := c.br.Peek(1); perr != nil {
 			stop()
@@ -134,7 +142,7 @@ func (t *Transport) roundTrip(c *conn, req *http.Request) (*http.Response, error
 			}
 			return nil, &idleGone{perr}
 		}
-		resp, err = http.ReadResponse(c.br, req)
+		resp, err = t.readResponse(c, req)
 		if err != nil {
 			stop()
 			if ctx.Err() != nil {
@@ -144,7 +152,12 @@ func (t *Transport) roundTrip(c *conn, req *http.Request) (*http.Response, error
 		}
 		// 1xx answers other than 101 precede the real one (RFC 9110
 		// section 15.2); 101 cannot come, upgrades take the fallback.
+		// An upstream may not send them forever.
 		if resp.StatusCode >= 100 && resp.StatusCode < 200 {
+			if informational == MaxInformational {
+				stop()
+				return nil, &LimitError{What: limitInformational, Limit: MaxInformational}
+			}
 			continue
 		}
 		break
@@ -235,11 +248,12 @@ func (t *Transport) get(ctx context.Context) (*conn, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	br := readers.Get().(*bufio.Reader)
-	br.Reset(nc)
-	bw := writers.Get().(*bufio.Writer)
-	bw.Reset(nc)
-	return &conn{c: nc, br: br, bw: bw}, false, nil
+	c := &conn{c: nc, lim: headerLimit{r: nc}}
+	c.br = readers.Get().(*bufio.Reader)
+	c.br.Reset(&c.lim)
+	c.bw = writers.Get().(*bufio.Writer)
+	c.bw.Reset(nc)
+	return c, false, nil
 }
 
 func (t *Transport) put(c *conn) {
