@@ -132,35 +132,13 @@ func (t *Transport) roundTrip(c *conn, req *http.Request) (*http.Response, error
 		stop()
 		return nil, &idleGone{err}
 	}
-	var resp *http.Response
-	for informational := 0; ; informational++ {
-		var err error
-		if _, perr := c.br.Peek(1); perr != nil {
-			stop()
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, &idleGone{perr}
+	resp, err := t.readFinal(c, req)
+	if err != nil {
+		stop()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
 		}
-		resp, err = t.readResponse(c, req)
-		if err != nil {
-			stop()
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, err
-		}
-		// 1xx answers other than 101 precede the real one (RFC 9110
-		// section 15.2); 101 cannot come, upgrades take the fallback.
-		// An upstream may not send them forever.
-		if resp.StatusCode >= 100 && resp.StatusCode < 200 {
-			if informational == MaxInformational {
-				stop()
-				return nil, &LimitError{What: limitInformational, Limit: MaxInformational}
-			}
-			continue
-		}
-		break
+		return nil, err
 	}
 	reusable := !resp.Close && !req.Close
 	if resp.Body == http.NoBody || resp.ContentLength == 0 {
@@ -177,6 +155,28 @@ func (t *Transport) roundTrip(c *conn, req *http.Request) (*http.Response, error
 	}
 	resp.Body = &body{rc: resp.Body, c: c, t: t, stop: stop, reusable: reusable}
 	return resp, nil
+}
+
+// readFinal reads the response to req from c: the final one, after at
+// most MaxInformational 1xx responses, which are dropped. 1xx answers
+// other than 101 precede the real one (RFC 9110 section 15.2); 101 cannot
+// come, upgrades take the fallback.
+func (t *Transport) readFinal(c *conn, req *http.Request) (*http.Response, error) {
+	for informational := 0; ; informational++ {
+		if _, err := c.br.Peek(1); err != nil {
+			return nil, &idleGone{err}
+		}
+		resp, err := t.readResponse(c, req)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode < 100 || resp.StatusCode >= 200 {
+			return resp, nil
+		}
+		if informational == MaxInformational {
+			return nil, &LimitError{What: limitInformational, Limit: MaxInformational}
+		}
+	}
 }
 
 // body returns its connection to the pool once read to the end, and
