@@ -33,6 +33,17 @@ type httpForwarder struct {
 	ins *inspect.Store
 }
 
+// Limits on the local app's response headers (502 to the visitor past
+// them). They are as generous as what the client accepts from the server,
+// above the server's defaults: the server applies its own limits
+// (http.max_header_bytes, http.max_header_fields) to what the client
+// passes on, so an operator who raises them is not held to the client's.
+// These only keep a hostile or broken app from filling the client's memory.
+const (
+	appMaxHeaderBytes  = 1 << 20
+	appMaxHeaderFields = 10000
+)
+
 func newHTTPForwarder(t *tunnel, log *slog.Logger) *httpForwarder {
 	f := &httpForwarder{t: t, log: log, target: t.target, ln: newStreamListener()}
 	local := newLocalDialer()
@@ -40,23 +51,26 @@ func newHTTPForwarder(t *tunnel, log *slog.Logger) *httpForwarder {
 		DialContext: local.DialContext,
 		// Keep at least as many idle connections to the app as the
 		// server keeps idle streams, so concurrent visitors reuse both.
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		DisableCompression:    true,
-		ForceAttemptHTTP2:     false,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		WriteBufferSize:       32 << 10,
-		ReadBufferSize:        32 << 10,
-		TLSClientConfig:       &tls.Config{InsecureSkipVerify: t.cfg.InsecureSkipVerify}, //nolint:gosec // opt-in for self-signed local apps
+		MaxIdleConnsPerHost:    256,
+		IdleConnTimeout:        90 * time.Second,
+		DisableCompression:     true,
+		ForceAttemptHTTP2:      false,
+		TLSHandshakeTimeout:    10 * time.Second,
+		ExpectContinueTimeout:  time.Second,
+		WriteBufferSize:        32 << 10,
+		ReadBufferSize:         32 << 10,
+		TLSClientConfig:        &tls.Config{InsecureSkipVerify: t.cfg.InsecureSkipVerify}, //nolint:gosec // opt-in for self-signed local apps
+		MaxResponseHeaderBytes: appMaxHeaderBytes,
 	}
 	// Bodyless GET, HEAD and OPTIONS requests to an http:// app take
 	// httpfwd.Transport's path on the handler's own goroutine.
 	f.tr = &httpfwd.Transport{
-		Dial:        func(ctx context.Context) (net.Conn, error) { return local.DialContext(ctx, "tcp", f.target.Host) },
-		Fallback:    fallback,
-		MaxIdle:     256,
-		IdleTimeout: 90 * time.Second,
+		Dial:            func(ctx context.Context) (net.Conn, error) { return local.DialContext(ctx, "tcp", f.target.Host) },
+		Fallback:        fallback,
+		MaxIdle:         256,
+		IdleTimeout:     90 * time.Second,
+		MaxHeaderBytes:  appMaxHeaderBytes,
+		MaxHeaderFields: appMaxHeaderFields,
 	}
 	proxy := &httputil.ReverseProxy{
 		Rewrite:      f.rewrite,

@@ -32,6 +32,13 @@ type Transport struct {
 	MaxIdle int
 	// IdleTimeout closes connections idle this long (0: never).
 	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds each response's header block, status line
+	// included (0: DefaultMaxHeaderBytes). The owner should set the
+	// Fallback's limit (http.Transport.MaxResponseHeaderBytes) to match.
+	MaxHeaderBytes int
+	// MaxHeaderFields bounds each response's header fields, on both
+	// paths (0: DefaultMaxHeaderFields).
+	MaxHeaderFields int
 
 	mu     sync.Mutex
 	idle   []*conn // oldest first; reuse takes the newest
@@ -41,6 +48,7 @@ type Transport struct {
 
 type conn struct {
 	c        net.Conn
+	lim      headerLimit // between c and br
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	idleTime time.Time
@@ -74,7 +82,7 @@ func fast(req *http.Request) bool {
 // RoundTrip implements http.RoundTripper.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !fast(req) {
-		return t.Fallback.RoundTrip(req)
+		return t.fallback(req)
 	}
 	for attempt := 0; ; attempt++ {
 		c, reused, err := t.get(req.Context())
@@ -124,30 +132,13 @@ func (t *Transport) roundTrip(c *conn, req *http.Request) (*http.Response, error
 		stop()
 		return nil, &idleGone{err}
 	}
-	var resp *http.Response
-	for {
-		var err error
-		if _, perr := c.br.Peek(1); perr != nil {
-			stop()
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, &idleGone{perr}
+	resp, err := t.readFinal(c, req)
+	if err != nil {
+		stop()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
 		}
-		resp, err = http.ReadResponse(c.br, req)
-		if err != nil {
-			stop()
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, err
-		}
-		// 1xx answers other than 101 precede the real one (RFC 9110
-		// section 15.2); 101 cannot come, upgrades take the fallback.
-		if resp.StatusCode >= 100 && resp.StatusCode < 200 {
-			continue
-		}
-		break
+		return nil, err
 	}
 	reusable := !resp.Close && !req.Close
 	if resp.Body == http.NoBody || resp.ContentLength == 0 {
@@ -164,6 +155,28 @@ func (t *Transport) roundTrip(c *conn, req *http.Request) (*http.Response, error
 	}
 	resp.Body = &body{rc: resp.Body, c: c, t: t, stop: stop, reusable: reusable}
 	return resp, nil
+}
+
+// readFinal reads the response to req from c: the final one, after at
+// most MaxInformational 1xx responses, which are dropped. 1xx answers
+// other than 101 precede the real one (RFC 9110 section 15.2); 101 cannot
+// come, upgrades take the fallback.
+func (t *Transport) readFinal(c *conn, req *http.Request) (*http.Response, error) {
+	for informational := 0; ; informational++ {
+		if _, err := c.br.Peek(1); err != nil {
+			return nil, &idleGone{err}
+		}
+		resp, err := t.readResponse(c, req)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode < 100 || resp.StatusCode >= 200 {
+			return resp, nil
+		}
+		if informational == MaxInformational {
+			return nil, &LimitError{What: limitInformational, Limit: MaxInformational}
+		}
+	}
 }
 
 // body returns its connection to the pool once read to the end, and
@@ -235,11 +248,12 @@ func (t *Transport) get(ctx context.Context) (*conn, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	br := readers.Get().(*bufio.Reader)
-	br.Reset(nc)
-	bw := writers.Get().(*bufio.Writer)
-	bw.Reset(nc)
-	return &conn{c: nc, br: br, bw: bw}, false, nil
+	c := &conn{c: nc, lim: headerLimit{r: nc}}
+	c.br = readers.Get().(*bufio.Reader)
+	c.br.Reset(&c.lim)
+	c.bw = writers.Get().(*bufio.Writer)
+	c.bw.Reset(nc)
+	return c, false, nil
 }
 
 func (t *Transport) put(c *conn) {

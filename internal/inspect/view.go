@@ -141,7 +141,7 @@ func RenderBody(captured []byte, size int64, h http.Header, limit ByteSize) Body
 		}
 	}
 	mt, _, _ := mime.ParseMediaType(b.ContentType)
-	if isJSONType(mt) || (mt == "" || mt == "text/plain") && looksJSON(data) {
+	if (isJSONType(mt) || (mt == "" || mt == "text/plain") && looksJSON(data)) && indentedSize(data) <= maxIndented(len(data)) {
 		var buf bytes.Buffer
 		if json.Indent(&buf, data, "", "  ") == nil {
 			b.Kind, b.Display = "json", buf.String()

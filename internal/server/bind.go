@@ -261,7 +261,15 @@ func (s *Server) setupProxy(t *tunnel) {
 	if t.proxy != nil {
 		return
 	}
-	dial := func(ctx context.Context) (net.Conn, error) { return t.openStream(ctx, "", "") }
+	dial := func(ctx context.Context) (net.Conn, error) {
+		c, err := t.openStream(ctx, "", "")
+		if err != nil {
+			return nil, err
+		}
+		// A closed stream must not be read on (a client could keep
+		// http.Transport parsing what it sends after the request).
+		return httpfwd.CloseReads(c), nil
+	}
 	fallback := &http.Transport{
 		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
 		MaxIdleConnsPerHost: s.cfg.Tunnel.IdleStreams,
@@ -273,11 +281,16 @@ func (s *Server) setupProxy(t *tunnel) {
 		// An expect-continue request waits this long for the app's
 		// "100 Continue" before the body is sent anyway.
 		ExpectContinueTimeout: 1 * time.Second,
+		// A client's responses get the limit visitors' requests get.
+		MaxResponseHeaderBytes: int64(s.cfg.HTTP.MaxHeaderBytes),
 	}
 	// Bodyless GET, HEAD and OPTIONS requests, most of the traffic, take
 	// httpfwd.Transport's path on the handler's own goroutine; the rest
 	// go through http.Transport.
-	t.transport = &httpfwd.Transport{Dial: dial, Fallback: fallback, MaxIdle: s.cfg.Tunnel.IdleStreams, IdleTimeout: 90 * time.Second}
+	t.transport = &httpfwd.Transport{
+		Dial: dial, Fallback: fallback, MaxIdle: s.cfg.Tunnel.IdleStreams, IdleTimeout: 90 * time.Second,
+		MaxHeaderBytes: s.cfg.HTTP.MaxHeaderBytes, MaxHeaderFields: s.cfg.HTTP.MaxHeaderFields,
+	}
 	t.proxy = &httputil.ReverseProxy{
 		Rewrite:        func(pr *httputil.ProxyRequest) { s.rewrite(t, pr) },
 		Transport:      t.transport,

@@ -11,6 +11,7 @@ import (
 	"github.com/porthole/porthole/internal/auth"
 	"github.com/porthole/porthole/internal/certs"
 	"github.com/porthole/porthole/internal/config"
+	"github.com/porthole/porthole/internal/httpfwd"
 	"github.com/porthole/porthole/internal/limits"
 	"github.com/porthole/porthole/internal/names"
 )
@@ -69,6 +70,10 @@ type HTTPConfig struct {
 	// MaxConcurrentStreams bounds the requests in progress on one HTTP/2
 	// visitor connection (each also counts as a visitor connection).
 	MaxConcurrentStreams int `toml:"max_concurrent_streams"`
+	// MaxHeaderFields bounds the header fields of a response from a
+	// tunnel; MaxHeaderBytes bounds its header block too (502 past
+	// either).
+	MaxHeaderFields int `toml:"max_header_fields"`
 	// ShutdownTimeout bounds how long in-flight requests may drain on
 	// SIGINT/SIGTERM.
 	ShutdownTimeout config.Duration `toml:"shutdown_timeout"`
@@ -135,6 +140,7 @@ func DefaultConfig() Config {
 			ReadHeaderTimeout: config.Duration(10 * time.Second),
 			IdleTimeout:       config.Duration(120 * time.Second),
 			MaxHeaderBytes:    64 << 10,
+			MaxHeaderFields:   httpfwd.DefaultMaxHeaderFields,
 			ShutdownTimeout:   config.Duration(15 * time.Second),
 			KeepAlive:         config.Duration(30 * time.Second),
 			WriteTimeout:      config.Duration(60 * time.Second),
@@ -215,6 +221,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HTTP.MaxHeaderBytes < 4096 {
 		bad("http.max_header_bytes: %d is below the 4096 minimum", c.HTTP.MaxHeaderBytes)
+	}
+	if c.HTTP.MaxHeaderFields < 16 {
+		bad("http.max_header_fields: %d is below the 16 minimum", c.HTTP.MaxHeaderFields)
 	}
 	if c.HTTP.IdleTimeout < 0 || c.HTTP.WriteTimeout < 0 || c.HTTP.ShutdownTimeout < 0 {
 		bad("http timeouts may not be negative")
