@@ -26,6 +26,16 @@ func (s *Server) serveTunnelHandshake(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	if r.Header.Get("Origin") != "" {
+		// Only browsers send Origin, and a browser brings the visitor's
+		// client certificate and cookies along on its own: a web page
+		// must never open a tunnel with them. Refused before any
+		// credential is looked at; tunnel clients send no Origin.
+		s.authFailed(protocol.CodeForbidden)
+		protocol.WriteRefusal(w, http.StatusForbidden, protocol.Err(protocol.CodeForbidden, true,
+			"tunnel handshakes from web pages are refused (the request carries an Origin header)"))
+		return
+	}
 	if !offersSubprotocol(r, protocol.Subprotocol) {
 		s.authFailed(protocol.CodeUnsupportedVersion)
 		protocol.WriteRefusal(w, http.StatusBadRequest, protocol.Err(protocol.CodeUnsupportedVersion, true,

@@ -1,0 +1,132 @@
+package server_test
+
+import (
+	"context"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/porthole/porthole/internal/auth"
+	"github.com/porthole/porthole/internal/client"
+	"github.com/porthole/porthole/internal/config"
+	"github.com/porthole/porthole/internal/server"
+	"github.com/porthole/porthole/internal/store"
+	"github.com/porthole/porthole/internal/tunneltest"
+)
+
+// idServer is a server with authentication on: a real SQLite store, the
+// real auth.Service and auth.Policy, and the revocation watcher, as
+// `porthole server` wires them.
+type idServer struct {
+	*server.Server
+	Cfg     server.Config
+	Logs    *tunneltest.Logs
+	Store   store.Store
+	Auth    *auth.Service
+	Policy  *auth.Policy
+	DataDir string
+}
+
+// idOptions change how startIDServer builds the server.
+type idOptions struct {
+	cfg func(*server.Config)
+	// wrap, when set, wraps the authenticator the server uses (to hold a
+	// handshake at a chosen point).
+	wrap func(auth.Authenticator) auth.Authenticator
+	// noWatcher leaves the revocation watcher off.
+	noWatcher bool
+}
+
+func startIDServer(t *testing.T, o idOptions) *idServer {
+	t.Helper()
+	cfg := server.DefaultConfig()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.TunnelAddr = "127.0.0.1:0"
+	cfg.AdminAddr = "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	cfg.Domain = "tun.test"
+	cfg.HTTP.ShutdownTimeout = config.Duration(5 * time.Second)
+	if o.cfg != nil {
+		o.cfg(&cfg)
+	}
+	ctx := context.Background()
+	st, err := store.Open(ctx, "sqlite:"+filepath.Join(cfg.DataDir, "porthole.db"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	log, logs := tunneltest.NewLogger(t, "server")
+	svc, err := auth.New(cfg.Auth, auth.Options{Store: st, DataDir: cfg.DataDir, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := auth.NewPolicy(cfg.Auth, auth.PolicyOptions{Store: st, Logger: log})
+	var a auth.Authenticator = svc
+	if o.wrap != nil {
+		a = o.wrap(svc)
+	}
+	srv, err := server.New(cfg, server.Deps{Logger: log, Auth: a, Policy: pol, Ready: st.Ping, Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &idServer{Server: srv, Cfg: cfg, Logs: logs, Store: st, Auth: svc, Policy: pol, DataDir: cfg.DataDir}
+	wctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	if !o.noWatcher {
+		w, err := auth.NewWatcher(ctx, st, srv, 100*time.Millisecond, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { defer close(done); w.Run(wctx) }()
+	} else {
+		close(done)
+	}
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		srv.Shutdown()
+	})
+	return s
+}
+
+// user adds a user and returns an API key for them.
+func (s *idServer) user(t *testing.T, name string) (key, keyID string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := s.Store.GetUser(ctx, name); err != nil {
+		if _, err := s.Store.CreateUser(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key, id, hash := auth.NewAPIKey()
+	if _, err := s.Store.CreateAPIKey(ctx, store.NewAPIKey{ID: id, User: name, Hash: hash}); err != nil {
+		t.Fatal(err)
+	}
+	return key, id
+}
+
+// clientConfig is a test client config carrying one credential.
+func (s *idServer) clientConfig(apiKey, token string) client.Config {
+	cfg := tunneltest.ClientConfig(tunneltest.WSURL(s.TunnelAddr().String()))
+	cfg.APIKey, cfg.Token = apiKey, token
+	return cfg
+}
+
+// visitor is an HTTP client that sends every request to the public
+// listener.
+func (s *idServer) visitor(t *testing.T) *http.Client {
+	return tunneltest.Visitor(t, s.HTTPAddr().String())
+}
+
+// sessions is the number of connected sessions.
+func (s *idServer) sessions() int { return len(s.Sessions()) }
+
+// metricValue reads one series from the server's /metrics.
+func metricValue(t *testing.T, s *idServer, series string) (float64, error) {
+	t.Helper()
+	return (&tunneltest.Server{Server: s.Server}).Metric(series)
+}
