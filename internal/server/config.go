@@ -131,6 +131,9 @@ func DefaultConfig() Config {
 			IdleStreams:      128,
 			Compression:      CompressionAllow,
 		},
+		// A client sends a bind per tunnel at connect and about two
+		// messages a heartbeat after that; a flood is cut off.
+		Limits: limits.Config{ControlMessagesPerSecond: 20, ControlBurst: 200},
 	}
 }
 
