@@ -118,8 +118,8 @@ func unauthorized(format string, args ...any) error {
 	return protocol.Err(protocol.CodeUnauthorized, true, format, args...)
 }
 
-func internalErr(what string, err error) error {
-	return protocol.Err(protocol.CodeInternal, false, "%s: the server could not read its user store, try again (%v)", what, err)
+func (s *Service) internalErr(what string, err error) error {
+	return internalError(s.log, what, err)
 }
 
 // Authenticate implements Authenticator. An API key wins over a token,
@@ -166,7 +166,7 @@ func (s *Service) authAPIKey(ctx context.Context, key string, now time.Time) (*I
 		return nil, unauthorized("unknown API key")
 	}
 	if err != nil {
-		return nil, internalErr("API key", err)
+		return nil, s.internalErr("API key", err)
 	}
 	if !k.RevokedAt.IsZero() {
 		return nil, unauthorized("API key %s was revoked at %s", k.ID, k.RevokedAt.Format(time.RFC3339))
@@ -179,7 +179,7 @@ func (s *Service) authAPIKey(ctx context.Context, key string, now time.Time) (*I
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, unauthorized("API key %s belongs to a user who no longer exists", k.ID)
 		}
-		return nil, internalErr("API key", err)
+		return nil, s.internalErr("API key", err)
 	}
 	s.touch(k.ID, now)
 	return &Identity{User: u.Name, Method: MethodAPIKey, CredentialID: k.ID, ExpiresAt: k.ExpiresAt, Limits: u.Limits}, nil
@@ -272,7 +272,7 @@ func (s *Service) authToken(ctx context.Context, raw string, now time.Time) (*Id
 	if jti != "" {
 		revoked, err := s.st.TokenRevoked(ctx, jti)
 		if err != nil {
-			return nil, internalErr("token", err)
+			return nil, s.internalErr("token", err)
 		}
 		if revoked {
 			return nil, unauthorized("the token %s was revoked", clip(jti))
@@ -294,7 +294,7 @@ func (s *Service) authToken(ctx context.Context, raw string, now time.Time) (*Id
 	case errors.Is(err, store.ErrNotFound):
 		return nil, unauthorized("the token names user %q, who does not exist on this server", user)
 	default:
-		return nil, internalErr("token", err)
+		return nil, s.internalErr("token", err)
 	}
 	return id, nil
 }
@@ -352,7 +352,7 @@ func (s *Service) authCert(ctx context.Context, c Credentials, now time.Time) (*
 	case errors.Is(err, store.ErrNotFound):
 		return nil, unauthorized("the client certificate names user %q, who does not exist on this server", user)
 	default:
-		return nil, internalErr("client certificate", err)
+		return nil, s.internalErr("client certificate", err)
 	}
 	return id, nil
 }

@@ -77,10 +77,13 @@ func (s *Server) serveTunnelHandshake(w http.ResponseWriter, r *http.Request) {
 			s.log.Info("client refused", "remote", r.RemoteAddr, "code", perr.Code, "reason", perr.Message)
 		}
 		status := http.StatusUnauthorized
-		if perr.Code == protocol.CodeForbidden {
+		switch perr.Code {
+		case protocol.CodeForbidden:
 			status = http.StatusForbidden
-		} else if perr.Code == protocol.CodeRateLimited {
+		case protocol.CodeRateLimited:
 			status = http.StatusTooManyRequests
+		case protocol.CodeInternal:
+			status = http.StatusServiceUnavailable
 		}
 		protocol.WriteRefusal(w, status, perr)
 		return
