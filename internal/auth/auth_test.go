@@ -258,11 +258,11 @@ func TestTokens(t *testing.T) {
 	hour := time.Now().Add(time.Hour)
 
 	// The server's own tokens.
-	own, err := svc.IssueToken(ctx, "alice", time.Hour, []string{"web"})
+	own, err := svc.IssueToken(ctx, "alice", time.Hour, &Scope{Subdomains: []string{"web"}})
 	must(t, err)
 	id, err := auth(own.Token)
 	must(t, err)
-	if id.User != "alice" || id.Method != MethodToken || id.CredentialID != "jwt:"+own.ID || len(id.Subdomains) != 1 || id.ExpiresAt.IsZero() {
+	if id.User != "alice" || id.Method != MethodToken || id.CredentialID != "jwt:"+own.ID || id.Scope == nil || len(id.Scope.Subdomains) != 1 || id.ExpiresAt.IsZero() {
 		t.Fatalf("own token identity %+v", id)
 	}
 	if _, err := svc.IssueToken(ctx, "nobody", time.Hour, nil); !errors.Is(err, store.ErrNotFound) {

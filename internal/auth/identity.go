@@ -26,9 +26,9 @@ type Identity struct {
 	// CredentialID names the credential without revealing it (an API key's
 	// id, a token's jti, a certificate's serial), for logs and revocation.
 	CredentialID string
-	// Subdomains, when not nil, restricts the names this credential may
-	// bind (from a token's claims).
-	Subdomains []string
+	// Scope, when not nil, restricts the names this credential may bind,
+	// of every kind (from a token's claims).
+	Scope *Scope
 	// ExpiresAt is when the credential stops being valid (zero: never).
 	ExpiresAt time.Time
 	// Limits are the user's own limits from the store, read when the

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
 	"time"
 
@@ -65,14 +64,21 @@ func forbidden(format string, args ...any) error {
 
 // CheckSubdomain implements the server's Policy.
 func (p *Policy) CheckSubdomain(ctx context.Context, id *Identity, name string) error {
-	if id != nil && id.Subdomains != nil && !slices.Contains(id.Subdomains, name) {
-		return forbidden("this credential may not bind subdomain %q", name)
+	if id != nil {
+		if err := id.Scope.AllowSubdomain(name); err != nil {
+			return err
+		}
 	}
 	return p.checkReserved(ctx, id, store.ReservedSubdomain, name, "subdomain "+strconv.Quote(name))
 }
 
 // CheckPort implements the server's Policy.
 func (p *Policy) CheckPort(ctx context.Context, id *Identity, port int) error {
+	if id != nil {
+		if err := id.Scope.AllowPort(port); err != nil {
+			return err
+		}
+	}
 	return p.checkReserved(ctx, id, store.ReservedPort, strconv.Itoa(port), "port "+strconv.Itoa(port))
 }
 
@@ -98,6 +104,11 @@ func (p *Policy) checkReserved(ctx context.Context, id *Identity, kind store.Res
 // domain_recheck is repeated, so a record that disappeared stops the
 // domain from binding.
 func (p *Policy) CheckHostname(ctx context.Context, id *Identity, host string) error {
+	if id != nil {
+		if err := id.Scope.AllowHostname(host); err != nil {
+			return err
+		}
+	}
 	d, err := p.st.GetDomain(ctx, host)
 	if errors.Is(err, store.ErrNotFound) {
 		return forbidden("custom domain %s is not registered on this server (the operator adds it with 'porthole admin domains add --user USER %s')", host, host)

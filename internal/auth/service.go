@@ -252,20 +252,9 @@ func (s *Service) authToken(ctx context.Context, raw string, now time.Time) (*Id
 	if err := store.ValidateUserName(user); err != nil {
 		return nil, unauthorized("the token's %s claim: %v", v.userClaim, err)
 	}
-	var subs []string
-	if raw, ok := claims[v.subsClaim]; ok {
-		list, ok := raw.([]any)
-		if !ok {
-			return nil, unauthorized("the token's %q claim is not a list of subdomains", v.subsClaim)
-		}
-		subs = make([]string, 0, len(list))
-		for _, x := range list {
-			name, ok := x.(string)
-			if !ok {
-				return nil, unauthorized("the token's %q claim is not a list of subdomains", v.subsClaim)
-			}
-			subs = append(subs, name)
-		}
+	scope, err := readScope(claims, v.scope)
+	if err != nil {
+		return nil, unauthorized("%v", err)
 	}
 	jti, _ := claims["jti"].(string)
 	credID := "jwt:" + jti
@@ -285,7 +274,7 @@ func (s *Service) authToken(ctx context.Context, raw string, now time.Time) (*Id
 	if e, err := claims.GetExpirationTime(); err == nil && e != nil {
 		exp = e.Time
 	}
-	id := &Identity{User: user, Method: MethodToken, CredentialID: credID, Subdomains: subs, ExpiresAt: exp}
+	id := &Identity{User: user, Method: MethodToken, CredentialID: credID, Scope: scope, ExpiresAt: exp}
 	u, err := s.st.GetUser(ctx, user)
 	switch {
 	case err == nil:
@@ -357,18 +346,19 @@ func (s *Service) authCert(ctx context.Context, c Credentials, now time.Time) (*
 	return id, nil
 }
 
-// IssueToken signs a token for an existing user with the server's key.
-func (s *Service) IssueToken(ctx context.Context, user string, ttl time.Duration, subdomains []string) (IssuedToken, error) {
-	return IssueToken(ctx, s.st, s.key, s.cfg, user, ttl, subdomains, s.now())
+// IssueToken signs a token for an existing user with the server's key;
+// scope, when not nil, restricts it.
+func (s *Service) IssueToken(ctx context.Context, user string, ttl time.Duration, scope *Scope) (IssuedToken, error) {
+	return IssueToken(ctx, s.st, s.key, s.cfg, user, ttl, scope, s.now())
 }
 
 // IssueToken signs a token for user, who must exist in st.
-func IssueToken(ctx context.Context, st store.Store, key *SigningKey, cfg Config, user string, ttl time.Duration, subdomains []string, now time.Time) (IssuedToken, error) {
+func IssueToken(ctx context.Context, st store.Store, key *SigningKey, cfg Config, user string, ttl time.Duration, scope *Scope, now time.Time) (IssuedToken, error) {
 	cfg = cfg.withDefaults()
 	if _, err := st.GetUser(ctx, user); err != nil {
 		return IssuedToken{}, err
 	}
-	return key.IssueToken(cfg.TokenIssuer, user, ttl, subdomains, now)
+	return key.IssueToken(cfg.TokenIssuer, user, ttl, scope, now)
 }
 
 // compile-time check

@@ -2,16 +2,20 @@ package server_test
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/porthole/porthole/internal/auth"
 	"github.com/porthole/porthole/internal/client"
 	"github.com/porthole/porthole/internal/config"
+	"github.com/porthole/porthole/internal/protocol"
 	"github.com/porthole/porthole/internal/server"
 	"github.com/porthole/porthole/internal/store"
+	"github.com/porthole/porthole/internal/transport"
 	"github.com/porthole/porthole/internal/tunneltest"
 )
 
@@ -129,4 +133,90 @@ func (s *idServer) sessions() int { return len(s.Sessions()) }
 func metricValue(t *testing.T, s *idServer, series string) (float64, error) {
 	t.Helper()
 	return (&tunneltest.Server{Server: s.Server}).Metric(series)
+}
+
+// freePortRange finds n consecutive loopback ports that are free now.
+func freePortRange(t *testing.T, n int) (lo, hi int) {
+	t.Helper()
+	for range 50 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		base := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if base+n-1 > 65535 {
+			continue
+		}
+		var held []net.Listener
+		for p := base; p < base+n; p++ {
+			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+			if err != nil {
+				break
+			}
+			held = append(held, l)
+		}
+		for _, l := range held {
+			l.Close()
+		}
+		if len(held) == n {
+			return base, base + n - 1
+		}
+	}
+	t.Fatalf("no %d consecutive free ports", n)
+	return 0, 0
+}
+
+// dialAs opens a raw control session with a bearer credential (an API
+// key or a token) and says hello.
+func (s *idServer) dialAs(t *testing.T, bearer string) *rawSession {
+	t.Helper()
+	mux, err := transport.Dial(context.Background(), tunneltest.WSURL(s.TunnelAddr().String()), transport.DialOptions{
+		Timeout: 5 * time.Second, Header: http.Header{"Authorization": {"Bearer " + bearer}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mux.Close() })
+	ctrl, err := mux.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrl.SetDeadline(time.Now().Add(20 * time.Second))
+	rs := &rawSession{mux: mux, ctrl: ctrl, w: protocol.NewWriter(ctrl), r: protocol.NewReader(ctrl)}
+	rs.hello(t)
+	return rs
+}
+
+// bind sends b and returns the answer: a *protocol.Bound or a
+// *protocol.Error. Pings on the way are skipped.
+func (rs *rawSession) bind(t *testing.T, b protocol.Bind) (*protocol.Bound, *protocol.Error) {
+	t.Helper()
+	if err := rs.w.Write(&b); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		m, err := rs.r.Read()
+		if err != nil {
+			t.Fatalf("bind %+v: %v", b, err)
+		}
+		switch m := m.(type) {
+		case *protocol.Bound:
+			return m, nil
+		case *protocol.Error:
+			return nil, m
+		}
+	}
+}
+
+// waitFor polls cond for up to 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
