@@ -408,9 +408,12 @@ func TestClientCertificates(t *testing.T) {
 }
 
 type revocations struct {
-	mu    sync.Mutex
-	creds []string
-	users []string
+	mu       sync.Mutex
+	creds    []string
+	users    []string
+	matchers []func(*Identity) bool
+	hosts    []string
+	keeps    []func(string) bool
 }
 
 func (r *revocations) Revoke(id, reason string) int {
@@ -424,6 +427,21 @@ func (r *revocations) RevokeUser(user, reason string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.users = append(r.users, user)
+	return 1
+}
+
+func (r *revocations) RevokeMatching(match func(*Identity) bool, reason string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.matchers = append(r.matchers, match)
+	return 1
+}
+
+func (r *revocations) ReleaseHostname(host, reason string, keep func(string) bool) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.hosts = append(r.hosts, host)
+	r.keeps = append(r.keeps, keep)
 	return 1
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -258,23 +259,41 @@ func (s *Service) authToken(ctx context.Context, raw string, now time.Time) (*Id
 	}
 	jti, _ := claims["jti"].(string)
 	credID := "jwt:" + jti
-	if jti != "" {
-		revoked, err := s.st.TokenRevoked(ctx, jti)
-		if err != nil {
-			return nil, s.internalErr("token", err)
-		}
-		if revoked {
-			return nil, unauthorized("the token %s was revoked", clip(jti))
-		}
-	} else {
+	// A token without a jti is revoked by its hash.
+	revID := jti
+	var revIDs []string
+	if jti == "" {
+		revID = TokenHashRef(raw)
+		revIDs = []string{"jwt:" + revID}
 		sum := sha256.Sum256([]byte(raw))
 		credID = "jwt:" + v.name + ":" + hex.EncodeToString(sum[:8])
 	}
-	var exp time.Time
+	revoked, err := s.st.TokenRevoked(ctx, revID)
+	if err != nil {
+		return nil, s.internalErr("token", err)
+	}
+	if revoked {
+		if jti == "" {
+			return nil, unauthorized("the token was revoked")
+		}
+		return nil, unauthorized("the token %s was revoked", clip(jti))
+	}
+	var exp, iat time.Time
 	if e, err := claims.GetExpirationTime(); err == nil && e != nil {
 		exp = e.Time
 	}
-	id := &Identity{User: user, Method: MethodToken, CredentialID: credID, Scope: scope, ExpiresAt: exp}
+	if i, err := claims.GetIssuedAt(); err == nil && i != nil {
+		iat = i.Time
+	}
+	id := &Identity{User: user, Method: MethodToken, CredentialID: credID, Scope: scope, ExpiresAt: exp,
+		RevocationIDs: revIDs, Issuer: v.issuer, IssuedAt: iat}
+	cutoff, err := s.st.TokenCutoff(ctx, v.issuer, user)
+	if err != nil {
+		return nil, s.internalErr("token", err)
+	}
+	if id.IssuedBefore(cutoff) {
+		return nil, unauthorized("tokens issued for %s by %s before %s were revoked; get a new one", user, v.name, cutoff.UTC().Format(time.RFC3339))
+	}
 	u, err := s.st.GetUser(ctx, user)
 	switch {
 	case err == nil:
@@ -332,7 +351,16 @@ func (s *Service) authCert(ctx context.Context, c Credentials, now time.Time) (*
 	if err := store.ValidateUserName(user); err != nil {
 		return nil, unauthorized("the client certificate's user: %v", err)
 	}
-	id := &Identity{User: user, Method: MethodCert, CredentialID: certID(leaf), ExpiresAt: leaf.NotAfter}
+	refs := CertRefs(leaf)
+	revoked, err := s.st.CertRevoked(ctx, refs...)
+	if err != nil {
+		return nil, s.internalErr("client certificate", err)
+	}
+	if revoked {
+		return nil, unauthorized("the client certificate (serial %x) was revoked", leaf.SerialNumber)
+	}
+	id := &Identity{User: user, Method: MethodCert, CredentialID: certID(leaf), ExpiresAt: leaf.NotAfter,
+		RevocationIDs: []string{"cert:" + refs[0], "cert:" + refs[1]}}
 	u, err := s.st.GetUser(ctx, user)
 	switch {
 	case err == nil:
@@ -363,3 +391,30 @@ func IssueToken(ctx context.Context, st store.Store, key *SigningKey, cfg Config
 
 // compile-time check
 var _ Authenticator = (*Service)(nil)
+
+// TokenHashRef is the id a token without a jti is revoked by.
+func TokenHashRef(raw string) string {
+	sum := sha256.Sum256([]byte(raw))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// TokenRevocation reads what `porthole admin tokens revoke` needs from a
+// token, without verifying it (revoking a forged token does no harm): the
+// id it is revoked by (its jti, or its hash when it has none), its user
+// claim and its expiry, so that the record is kept exactly as long as
+// the token is valid.
+func TokenRevocation(raw string) (id, sub string, exp time.Time, err error) {
+	var claims jwt.MapClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(raw, &claims); err != nil {
+		return "", "", time.Time{}, fmt.Errorf("not a token: %w", err)
+	}
+	id, _ = claims["jti"].(string)
+	if id == "" {
+		id = TokenHashRef(raw)
+	}
+	sub, _ = claims["sub"].(string)
+	if e, err := claims.GetExpirationTime(); err == nil && e != nil {
+		exp = e.Time
+	}
+	return id, sub, exp, nil
+}

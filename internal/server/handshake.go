@@ -59,6 +59,9 @@ func (s *Server) serveTunnelHandshake(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	creds := credentialsFrom(r)
+	// Noted before the check: a revocation from now on that matches the
+	// identity refuses the session when it registers.
+	authGen := s.revocationGen()
 	var ident *auth.Identity
 	var err error
 	if !s.cfg.NoAuth && creds.Empty() {
@@ -99,6 +102,7 @@ func (s *Server) serveTunnelHandshake(w http.ResponseWriter, r *http.Request) {
 		id:      id,
 		mux:     mux,
 		ident:   ident,
+		authGen: authGen,
 		remote:  r.RemoteAddr,
 		since:   s.now(),
 		log:     s.log.With("session", id, "remote", r.RemoteAddr),
@@ -107,6 +111,8 @@ func (s *Server) serveTunnelHandshake(w http.ResponseWriter, r *http.Request) {
 		lim:     s.limitsFor(r.Context(), ident),
 	}
 	if !s.addSession(ss) {
+		// Shutting down, or the credential was revoked while it was
+		// being checked: the client reconnects and is told why.
 		mux.Close()
 		return
 	}

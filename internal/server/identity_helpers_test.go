@@ -38,6 +38,8 @@ type idOptions struct {
 	// wrap, when set, wraps the authenticator the server uses (to hold a
 	// handshake at a chosen point).
 	wrap func(auth.Authenticator) auth.Authenticator
+	// wrapPolicy, when set, wraps the naming policy the same way.
+	wrapPolicy func(server.Policy) server.Policy
 	// noWatcher leaves the revocation watcher off.
 	noWatcher bool
 }
@@ -70,7 +72,11 @@ func startIDServer(t *testing.T, o idOptions) *idServer {
 	if o.wrap != nil {
 		a = o.wrap(svc)
 	}
-	srv, err := server.New(cfg, server.Deps{Logger: log, Auth: a, Policy: pol, Ready: st.Ping, Version: "test"})
+	var p server.Policy = pol
+	if o.wrapPolicy != nil {
+		p = o.wrapPolicy(pol)
+	}
+	srv, err := server.New(cfg, server.Deps{Logger: log, Auth: a, Policy: p, Ready: st.Ping, Version: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,13 +24,16 @@ import (
 // session is one connected client: one WebSocket, one multiplexer, one
 // control stream, any number of tunnels.
 type session struct {
-	srv    *Server
-	id     string
-	mux    *transport.Session
-	ident  *auth.Identity
-	remote string
-	log    *slog.Logger
-	since  time.Time
+	srv   *Server
+	id    string
+	mux   *transport.Session
+	ident *auth.Identity
+	// authGen is the server's revocation generation before ident was
+	// checked: a revocation after it that matches ident ends the session.
+	authGen uint64
+	remote  string
+	log     *slog.Logger
+	since   time.Time
 
 	ctrlc net.Conn
 	w     *protocol.Writer
