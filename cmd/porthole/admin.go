@@ -413,9 +413,12 @@ func clipArg(s string) string {
 func adminTokensCmd(e *adminEnv) *cobra.Command {
 	cmd := &cobra.Command{Use: "tokens", Short: "Issue and revoke signed tokens (JWT)"}
 	var (
-		user string
-		ttl  time.Duration
-		subs []string
+		user     string
+		ttl      time.Duration
+		subs     []string
+		hosts    []string
+		tcpAny   bool
+		tcpPorts []int
 	)
 	issue := &cobra.Command{
 		Use: "issue --user NAME --ttl 1h", Short: "Issue a token signed with the server's key; it is printed alone on the last line", Args: noArgs,
@@ -426,25 +429,20 @@ func adminTokensCmd(e *adminEnv) *cobra.Command {
 			if ttl <= 0 || ttl > 366*24*time.Hour {
 				return usagef("--ttl %s: want a duration between 1s and 8784h", ttl)
 			}
-			for _, s := range subs {
-				if err := names.ValidateLabel(s); err != nil {
-					return usageError{err}
-				}
+			scope, err := tokenScope(subs, hosts, tcpAny, tcpPorts)
+			if err != nil {
+				return err
 			}
 			return e.run(func(ctx context.Context, st store.Store, out io.Writer) error {
 				key, err := auth.LoadOrCreateSigningKey(auth.SigningKeyPath(e.cfg.Auth, e.cfg.DataDir))
 				if err != nil {
 					return err
 				}
-				var restrict []string
-				if len(subs) > 0 {
-					restrict = subs
-				}
-				tok, err := auth.IssueToken(ctx, st, key, e.cfg.Auth, user, ttl, restrict, time.Now())
+				tok, err := auth.IssueToken(ctx, st, key, e.cfg.Auth, user, ttl, scope, time.Now())
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(out, "Token %s for %s, expires %s. Use it with --token or PORTHOLE_TOKEN:\n", tok.ID, user, ts(tok.ExpiresAt))
+				fmt.Fprintf(out, "Token %s for %s, expires %s, may bind %s. Use it with --token or PORTHOLE_TOKEN:\n", tok.ID, user, ts(tok.ExpiresAt), scopeText(scope))
 				fmt.Fprintln(out, tok.Token)
 				return nil
 			})(cmd, args)
@@ -453,6 +451,9 @@ func adminTokensCmd(e *adminEnv) *cobra.Command {
 	issue.Flags().StringVar(&user, "user", "", "the user the token acts for")
 	issue.Flags().DurationVar(&ttl, "ttl", time.Hour, "how long the token is valid")
 	issue.Flags().StringSliceVar(&subs, "subdomain", nil, "restrict the token to this subdomain (repeatable)")
+	issue.Flags().StringSliceVar(&hosts, "hostname", nil, "restrict the token to this custom hostname (repeatable)")
+	issue.Flags().BoolVar(&tcpAny, "tcp", false, "with a restricted token: also allow TCP tunnels on any port")
+	issue.Flags().IntSliceVar(&tcpPorts, "tcp-port", nil, "restrict the token to this TCP port (repeatable)")
 
 	var revUser string
 	var revExpires string
@@ -573,4 +574,44 @@ func adminReservationsCmd(e *adminEnv) *cobra.Command {
 	cmd.Flags().StringVar(&user, "user", "", "only this user's reservations")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+// tokenScope builds a token's scope from the issue flags: nil (the user's
+// full rights) when none is given. Once any is given, the token may bind
+// only what the flags grant, of every kind.
+func tokenScope(subs, hosts []string, tcpAny bool, ports []int) (*auth.Scope, error) {
+	if len(subs) == 0 && len(hosts) == 0 && !tcpAny && len(ports) == 0 {
+		return nil, nil
+	}
+	sc := &auth.Scope{TCP: tcpAny}
+	for _, s := range subs {
+		if err := names.ValidateLabel(s); err != nil {
+			return nil, usageError{err}
+		}
+		sc.Subdomains = append(sc.Subdomains, s)
+	}
+	for _, h := range hosts {
+		h = strings.ToLower(strings.TrimSuffix(h, "."))
+		if err := names.ValidateHostname(h); err != nil {
+			return nil, usageError{err}
+		}
+		sc.Hostnames = append(sc.Hostnames, h)
+	}
+	if tcpAny && len(ports) > 0 {
+		return nil, usagef("give --tcp (any port) or --tcp-port N, not both")
+	}
+	for _, p := range ports {
+		if p < 1 || p > 65535 {
+			return nil, usagef("--tcp-port %d is not a port", p)
+		}
+		sc.TCPPorts = append(sc.TCPPorts, p)
+	}
+	return sc, nil
+}
+
+func scopeText(sc *auth.Scope) string {
+	if sc == nil {
+		return "anything its user may"
+	}
+	return "only " + sc.String()
 }

@@ -258,11 +258,11 @@ func TestTokens(t *testing.T) {
 	hour := time.Now().Add(time.Hour)
 
 	// The server's own tokens.
-	own, err := svc.IssueToken(ctx, "alice", time.Hour, []string{"web"})
+	own, err := svc.IssueToken(ctx, "alice", time.Hour, &Scope{Subdomains: []string{"web"}})
 	must(t, err)
 	id, err := auth(own.Token)
 	must(t, err)
-	if id.User != "alice" || id.Method != MethodToken || id.CredentialID != "jwt:"+own.ID || len(id.Subdomains) != 1 || id.ExpiresAt.IsZero() {
+	if id.User != "alice" || id.Method != MethodToken || id.CredentialID != "jwt:"+own.ID || id.Scope == nil || len(id.Scope.Subdomains) != 1 || id.ExpiresAt.IsZero() {
 		t.Fatalf("own token identity %+v", id)
 	}
 	if _, err := svc.IssueToken(ctx, "nobody", time.Hour, nil); !errors.Is(err, store.ErrNotFound) {
@@ -408,9 +408,12 @@ func TestClientCertificates(t *testing.T) {
 }
 
 type revocations struct {
-	mu    sync.Mutex
-	creds []string
-	users []string
+	mu       sync.Mutex
+	creds    []string
+	users    []string
+	matchers []func(*Identity) bool
+	hosts    []string
+	keeps    []func(string) bool
 }
 
 func (r *revocations) Revoke(id, reason string) int {
@@ -424,6 +427,21 @@ func (r *revocations) RevokeUser(user, reason string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.users = append(r.users, user)
+	return 1
+}
+
+func (r *revocations) RevokeMatching(match func(*Identity) bool, reason string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.matchers = append(r.matchers, match)
+	return 1
+}
+
+func (r *revocations) ReleaseHostname(host, reason string, keep func(string) bool) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.hosts = append(r.hosts, host)
+	r.keeps = append(r.keeps, keep)
 	return 1
 }
 

@@ -74,11 +74,16 @@ type IssuerConfig struct {
 	SecretFile    string `toml:"secret_file"`
 	PublicKeyFile string `toml:"public_key_file"`
 	JWKSFile      string `toml:"jwks_file"`
-	// UserClaim names the user (default "sub"); SubdomainsClaim, when
-	// present in a token, lists the only subdomains it may bind (default
-	// "subdomains").
+	// UserClaim names the user (default "sub"). The scope claims, when
+	// any is present in a token, restrict it to what they grant (see
+	// Scope): SubdomainsClaim and HostnamesClaim list names (defaults
+	// "subdomains", "hostnames"), TCPClaim is true for any TCP port
+	// ("tcp"), TCPPortsClaim lists ports ("tcp_ports").
 	UserClaim       string `toml:"user_claim"`
 	SubdomainsClaim string `toml:"subdomains_claim"`
+	HostnamesClaim  string `toml:"hostnames_claim"`
+	TCPClaim        string `toml:"tcp_claim"`
+	TCPPortsClaim   string `toml:"tcp_ports_claim"`
 	// AllowUnknownUsers accepts tokens naming users not in the store.
 	AllowUnknownUsers bool `toml:"allow_unknown_users"`
 }
@@ -130,7 +135,16 @@ func (c Config) withDefaults() Config {
 			is.UserClaim = "sub"
 		}
 		if is.SubdomainsClaim == "" {
-			is.SubdomainsClaim = "subdomains"
+			is.SubdomainsClaim = defaultScopeClaims.subdomains
+		}
+		if is.HostnamesClaim == "" {
+			is.HostnamesClaim = defaultScopeClaims.hostnames
+		}
+		if is.TCPClaim == "" {
+			is.TCPClaim = defaultScopeClaims.tcp
+		}
+		if is.TCPPortsClaim == "" {
+			is.TCPPortsClaim = defaultScopeClaims.tcpPorts
 		}
 	}
 	return c

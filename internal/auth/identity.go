@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/porthole/porthole/internal/store"
@@ -26,14 +27,46 @@ type Identity struct {
 	// CredentialID names the credential without revealing it (an API key's
 	// id, a token's jti, a certificate's serial), for logs and revocation.
 	CredentialID string
-	// Subdomains, when not nil, restricts the names this credential may
-	// bind (from a token's claims).
-	Subdomains []string
+	// Scope, when not nil, restricts the names this credential may bind,
+	// of every kind (from a token's claims).
+	Scope *Scope
 	// ExpiresAt is when the credential stops being valid (zero: never).
 	ExpiresAt time.Time
+	// RevocationIDs are further names the credential is revoked by,
+	// besides CredentialID: a certificate's serial and fingerprint, a
+	// token's hash. They are not for logs.
+	RevocationIDs []string
+	// Issuer and IssuedAt (tokens): the iss claim and the iat claim
+	// (zero when absent), for cut-offs of the tokens issued before a
+	// time.
+	Issuer   string
+	IssuedAt time.Time
 	// Limits are the user's own limits from the store, read when the
 	// session authenticated; a nil field means the server-wide default.
 	Limits store.Limits
+}
+
+// RevokedBy reports whether revoking credentialID revokes this identity.
+func (id *Identity) RevokedBy(credentialID string) bool {
+	return credentialID != "" && (id.CredentialID == credentialID || slices.Contains(id.RevocationIDs, credentialID))
+}
+
+// IssuedBefore reports whether a token identity was issued before t:
+// tokens carry iat to the second, so "before t" means before t rounded up
+// to a whole second, and a token without iat counts as issued before any
+// cut-off.
+func (id *Identity) IssuedBefore(t time.Time) bool {
+	if t.IsZero() {
+		return false
+	}
+	return id.IssuedAt.IsZero() || id.IssuedAt.Before(ceilSecond(t))
+}
+
+func ceilSecond(t time.Time) time.Time {
+	if tr := t.Truncate(time.Second); !tr.Equal(t) {
+		return tr.Add(time.Second)
+	}
+	return t
 }
 
 // Anonymous reports whether the identity carries no user.

@@ -107,8 +107,13 @@ func readSigningKey(path string) (*SigningKey, error) {
 // registered claims.
 type TokenClaims struct {
 	jwt.RegisteredClaims
-	// Subdomains, when present, are the only names the token may bind.
+	// The token's scope (see Scope). A token with none of these claims
+	// acts with its user's full rights; with any of them, it may bind
+	// only what they grant.
 	Subdomains []string `json:"subdomains,omitempty"`
+	Hostnames  []string `json:"hostnames,omitempty"`
+	TCP        bool     `json:"tcp,omitempty"`
+	TCPPorts   []int    `json:"tcp_ports,omitempty"`
 }
 
 // IssuedToken describes a token IssueToken made.
@@ -119,8 +124,8 @@ type IssuedToken struct {
 }
 
 // IssueToken signs a token for user, valid for ttl from now, with the
-// issuer (also the audience) iss. subdomains, when not nil, restrict it.
-func (k *SigningKey) IssueToken(iss, user string, ttl time.Duration, subdomains []string, now time.Time) (IssuedToken, error) {
+// issuer (also the audience) iss. scope, when not nil, restricts it.
+func (k *SigningKey) IssueToken(iss, user string, ttl time.Duration, scope *Scope, now time.Time) (IssuedToken, error) {
 	if ttl <= 0 {
 		return IssuedToken{}, errors.New("token lifetime must be positive")
 	}
@@ -139,7 +144,13 @@ func (k *SigningKey) IssueToken(iss, user string, ttl time.Duration, subdomains 
 			ExpiresAt: jwt.NewNumericDate(exp),
 			ID:        id,
 		},
-		Subdomains: subdomains,
+	}
+	if scope != nil {
+		if scope.Empty() {
+			return IssuedToken{}, errors.New("a token's scope must grant something: a subdomain, a hostname or TCP")
+		}
+		claims.Subdomains, claims.Hostnames = scope.Subdomains, scope.Hostnames
+		claims.TCP, claims.TCPPorts = scope.TCP, scope.TCPPorts
 	}
 	t := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
 	t.Header["kid"] = k.KeyID
@@ -157,7 +168,7 @@ type verifier struct {
 	audience   []string
 	algs       []string
 	userClaim  string
-	subsClaim  string
+	scope      scopeClaims
 	allowUsers bool
 	// keys by kid; "" holds the key for tokens without a kid (a single
 	// configured key).
@@ -168,7 +179,7 @@ type verifier struct {
 func ownVerifier(iss string, key *SigningKey) *verifier {
 	return &verifier{
 		name: "porthole", issuer: iss, audience: []string{iss}, algs: []string{"EdDSA"},
-		userClaim: "sub", subsClaim: "subdomains",
+		userClaim: "sub", scope: defaultScopeClaims,
 		keys: map[string]crypto.PublicKey{key.KeyID: key.Public()},
 	}
 }
@@ -177,8 +188,9 @@ func ownVerifier(iss string, key *SigningKey) *verifier {
 func newVerifier(c IssuerConfig) (*verifier, error) {
 	v := &verifier{
 		name: c.Name, issuer: c.Issuer, audience: c.Audience, algs: c.Algorithms,
-		userClaim: c.UserClaim, subsClaim: c.SubdomainsClaim, allowUsers: c.AllowUnknownUsers,
-		keys: map[string]crypto.PublicKey{},
+		userClaim: c.UserClaim, allowUsers: c.AllowUnknownUsers,
+		scope: scopeClaims{subdomains: c.SubdomainsClaim, hostnames: c.HostnamesClaim, tcp: c.TCPClaim, tcpPorts: c.TCPPortsClaim},
+		keys:  map[string]crypto.PublicKey{},
 	}
 	switch {
 	case c.Secret != "":

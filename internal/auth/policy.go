@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
 	"time"
 
@@ -48,8 +47,15 @@ func NewPolicy(cfg Config, o PolicyOptions) *Policy {
 	}
 }
 
-func storeErr(err error) error {
-	return protocol.Err(protocol.CodeInternal, false, "the server could not read its store, try again (%v)", err)
+// storeError marks a store failure inside VerifyDomain, told apart from
+// the DNS answers it reports.
+type storeError struct{ err error }
+
+func (e *storeError) Error() string { return e.err.Error() }
+func (e *storeError) Unwrap() error { return e.err }
+
+func (p *Policy) storeErr(err error) error {
+	return internalError(p.log, "checking the name", err)
 }
 
 func forbidden(format string, args ...any) error {
@@ -58,14 +64,21 @@ func forbidden(format string, args ...any) error {
 
 // CheckSubdomain implements the server's Policy.
 func (p *Policy) CheckSubdomain(ctx context.Context, id *Identity, name string) error {
-	if id != nil && id.Subdomains != nil && !slices.Contains(id.Subdomains, name) {
-		return forbidden("this credential may not bind subdomain %q", name)
+	if id != nil {
+		if err := id.Scope.AllowSubdomain(name); err != nil {
+			return err
+		}
 	}
 	return p.checkReserved(ctx, id, store.ReservedSubdomain, name, "subdomain "+strconv.Quote(name))
 }
 
 // CheckPort implements the server's Policy.
 func (p *Policy) CheckPort(ctx context.Context, id *Identity, port int) error {
+	if id != nil {
+		if err := id.Scope.AllowPort(port); err != nil {
+			return err
+		}
+	}
 	return p.checkReserved(ctx, id, store.ReservedPort, strconv.Itoa(port), "port "+strconv.Itoa(port))
 }
 
@@ -78,7 +91,7 @@ func (p *Policy) checkReserved(ctx context.Context, id *Identity, kind store.Res
 		}
 		return protocol.Err(protocol.CodeNameReserved, true, "%s is reserved for another user", what)
 	case !errors.Is(err, store.ErrNotFound):
-		return storeErr(err)
+		return p.storeErr(err)
 	}
 	if p.cfg.RestrictToReservations {
 		return forbidden("%s is not reserved for you, and this server lets users bind only their reservations (the operator reserves one with 'porthole admin reserve')", what)
@@ -91,12 +104,17 @@ func (p *Policy) checkReserved(ctx context.Context, id *Identity, kind store.Res
 // domain_recheck is repeated, so a record that disappeared stops the
 // domain from binding.
 func (p *Policy) CheckHostname(ctx context.Context, id *Identity, host string) error {
+	if id != nil {
+		if err := id.Scope.AllowHostname(host); err != nil {
+			return err
+		}
+	}
 	d, err := p.st.GetDomain(ctx, host)
 	if errors.Is(err, store.ErrNotFound) {
 		return forbidden("custom domain %s is not registered on this server (the operator adds it with 'porthole admin domains add --user USER %s')", host, host)
 	}
 	if err != nil {
-		return storeErr(err)
+		return p.storeErr(err)
 	}
 	if id == nil || id.Anonymous() || d.User != id.User {
 		return forbidden("custom domain %s belongs to another user", host)
@@ -108,6 +126,9 @@ func (p *Policy) CheckHostname(ctx context.Context, id *Identity, host string) e
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if _, err := VerifyDomain(cctx, p.st, p.dns, host, now); err != nil {
+		if se := (*storeError)(nil); errors.As(err, &se) {
+			return p.storeErr(se.err)
+		}
 		if d.Verified() && !errors.Is(err, ErrRecordMissing) && !errors.Is(err, ErrWrongToken) {
 			// The resolver did not answer: a verified domain keeps
 			// working rather than flap with the DNS server.
@@ -125,14 +146,17 @@ func (p *Policy) CheckHostname(ctx context.Context, id *Identity, host string) e
 func VerifyDomain(ctx context.Context, st store.Store, v *DNSVerifier, host string, now time.Time) (store.Domain, error) {
 	d, err := st.GetDomain(ctx, host)
 	if err != nil {
-		return d, err
+		if errors.Is(err, store.ErrNotFound) {
+			return d, err
+		}
+		return d, &storeError{err}
 	}
 	err = v.Check(ctx, d.Hostname, d.Token)
 	if err != nil && !errors.Is(err, ErrRecordMissing) && !errors.Is(err, ErrWrongToken) {
 		return d, err
 	}
 	if serr := st.SetDomainVerified(ctx, d.Hostname, err == nil, now); serr != nil {
-		return d, serr
+		return d, &storeError{serr}
 	}
 	d2, gerr := st.GetDomain(ctx, host)
 	if gerr == nil {

@@ -168,7 +168,7 @@ func TestPolicyReservations(t *testing.T) {
 	wantCode(t, p.CheckPort(ctx, alice, 20022), protocol.CodeNameReserved, "port 20022")
 	must(t, p.CheckPort(ctx, bob, 20022))
 	must(t, p.CheckPort(ctx, alice, 20023))
-	wantCode(t, p.CheckSubdomain(ctx, &Identity{User: "bob", Subdomains: []string{"api2"}}, "shop"), protocol.CodeForbidden, "may not bind")
+	wantCode(t, p.CheckSubdomain(ctx, &Identity{User: "bob", Scope: &Scope{Subdomains: []string{"api2"}}}, "shop"), protocol.CodeForbidden, "may not bind")
 
 	strict := NewPolicy(Config{RestrictToReservations: true}, PolicyOptions{Store: st})
 	wantCode(t, strict.CheckSubdomain(ctx, alice, "free"), protocol.CodeForbidden, "only their reservations")

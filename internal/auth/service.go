@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -118,8 +119,8 @@ func unauthorized(format string, args ...any) error {
 	return protocol.Err(protocol.CodeUnauthorized, true, format, args...)
 }
 
-func internalErr(what string, err error) error {
-	return protocol.Err(protocol.CodeInternal, false, "%s: the server could not read its user store, try again (%v)", what, err)
+func (s *Service) internalErr(what string, err error) error {
+	return internalError(s.log, what, err)
 }
 
 // Authenticate implements Authenticator. An API key wins over a token,
@@ -166,7 +167,7 @@ func (s *Service) authAPIKey(ctx context.Context, key string, now time.Time) (*I
 		return nil, unauthorized("unknown API key")
 	}
 	if err != nil {
-		return nil, internalErr("API key", err)
+		return nil, s.internalErr("API key", err)
 	}
 	if !k.RevokedAt.IsZero() {
 		return nil, unauthorized("API key %s was revoked at %s", k.ID, k.RevokedAt.Format(time.RFC3339))
@@ -179,7 +180,7 @@ func (s *Service) authAPIKey(ctx context.Context, key string, now time.Time) (*I
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, unauthorized("API key %s belongs to a user who no longer exists", k.ID)
 		}
-		return nil, internalErr("API key", err)
+		return nil, s.internalErr("API key", err)
 	}
 	s.touch(k.ID, now)
 	return &Identity{User: u.Name, Method: MethodAPIKey, CredentialID: k.ID, ExpiresAt: k.ExpiresAt, Limits: u.Limits}, nil
@@ -252,40 +253,47 @@ func (s *Service) authToken(ctx context.Context, raw string, now time.Time) (*Id
 	if err := store.ValidateUserName(user); err != nil {
 		return nil, unauthorized("the token's %s claim: %v", v.userClaim, err)
 	}
-	var subs []string
-	if raw, ok := claims[v.subsClaim]; ok {
-		list, ok := raw.([]any)
-		if !ok {
-			return nil, unauthorized("the token's %q claim is not a list of subdomains", v.subsClaim)
-		}
-		subs = make([]string, 0, len(list))
-		for _, x := range list {
-			name, ok := x.(string)
-			if !ok {
-				return nil, unauthorized("the token's %q claim is not a list of subdomains", v.subsClaim)
-			}
-			subs = append(subs, name)
-		}
+	scope, err := readScope(claims, v.scope)
+	if err != nil {
+		return nil, unauthorized("%v", err)
 	}
 	jti, _ := claims["jti"].(string)
 	credID := "jwt:" + jti
-	if jti != "" {
-		revoked, err := s.st.TokenRevoked(ctx, jti)
-		if err != nil {
-			return nil, internalErr("token", err)
-		}
-		if revoked {
-			return nil, unauthorized("the token %s was revoked", clip(jti))
-		}
-	} else {
+	// A token without a jti is revoked by its hash.
+	revID := jti
+	var revIDs []string
+	if jti == "" {
+		revID = TokenHashRef(raw)
+		revIDs = []string{"jwt:" + revID}
 		sum := sha256.Sum256([]byte(raw))
 		credID = "jwt:" + v.name + ":" + hex.EncodeToString(sum[:8])
 	}
-	var exp time.Time
+	revoked, err := s.st.TokenRevoked(ctx, revID)
+	if err != nil {
+		return nil, s.internalErr("token", err)
+	}
+	if revoked {
+		if jti == "" {
+			return nil, unauthorized("the token was revoked")
+		}
+		return nil, unauthorized("the token %s was revoked", clip(jti))
+	}
+	var exp, iat time.Time
 	if e, err := claims.GetExpirationTime(); err == nil && e != nil {
 		exp = e.Time
 	}
-	id := &Identity{User: user, Method: MethodToken, CredentialID: credID, Subdomains: subs, ExpiresAt: exp}
+	if i, err := claims.GetIssuedAt(); err == nil && i != nil {
+		iat = i.Time
+	}
+	id := &Identity{User: user, Method: MethodToken, CredentialID: credID, Scope: scope, ExpiresAt: exp,
+		RevocationIDs: revIDs, Issuer: v.issuer, IssuedAt: iat}
+	cutoff, err := s.st.TokenCutoff(ctx, v.issuer, user)
+	if err != nil {
+		return nil, s.internalErr("token", err)
+	}
+	if id.IssuedBefore(cutoff) {
+		return nil, unauthorized("tokens issued for %s by %s before %s were revoked; get a new one", user, v.name, cutoff.UTC().Format(time.RFC3339))
+	}
 	u, err := s.st.GetUser(ctx, user)
 	switch {
 	case err == nil:
@@ -294,7 +302,7 @@ func (s *Service) authToken(ctx context.Context, raw string, now time.Time) (*Id
 	case errors.Is(err, store.ErrNotFound):
 		return nil, unauthorized("the token names user %q, who does not exist on this server", user)
 	default:
-		return nil, internalErr("token", err)
+		return nil, s.internalErr("token", err)
 	}
 	return id, nil
 }
@@ -343,7 +351,16 @@ func (s *Service) authCert(ctx context.Context, c Credentials, now time.Time) (*
 	if err := store.ValidateUserName(user); err != nil {
 		return nil, unauthorized("the client certificate's user: %v", err)
 	}
-	id := &Identity{User: user, Method: MethodCert, CredentialID: certID(leaf), ExpiresAt: leaf.NotAfter}
+	refs := CertRefs(leaf)
+	revoked, err := s.st.CertRevoked(ctx, refs...)
+	if err != nil {
+		return nil, s.internalErr("client certificate", err)
+	}
+	if revoked {
+		return nil, unauthorized("the client certificate (serial %x) was revoked", leaf.SerialNumber)
+	}
+	id := &Identity{User: user, Method: MethodCert, CredentialID: certID(leaf), ExpiresAt: leaf.NotAfter,
+		RevocationIDs: []string{"cert:" + refs[0], "cert:" + refs[1]}}
 	u, err := s.st.GetUser(ctx, user)
 	switch {
 	case err == nil:
@@ -352,24 +369,52 @@ func (s *Service) authCert(ctx context.Context, c Credentials, now time.Time) (*
 	case errors.Is(err, store.ErrNotFound):
 		return nil, unauthorized("the client certificate names user %q, who does not exist on this server", user)
 	default:
-		return nil, internalErr("client certificate", err)
+		return nil, s.internalErr("client certificate", err)
 	}
 	return id, nil
 }
 
-// IssueToken signs a token for an existing user with the server's key.
-func (s *Service) IssueToken(ctx context.Context, user string, ttl time.Duration, subdomains []string) (IssuedToken, error) {
-	return IssueToken(ctx, s.st, s.key, s.cfg, user, ttl, subdomains, s.now())
+// IssueToken signs a token for an existing user with the server's key;
+// scope, when not nil, restricts it.
+func (s *Service) IssueToken(ctx context.Context, user string, ttl time.Duration, scope *Scope) (IssuedToken, error) {
+	return IssueToken(ctx, s.st, s.key, s.cfg, user, ttl, scope, s.now())
 }
 
 // IssueToken signs a token for user, who must exist in st.
-func IssueToken(ctx context.Context, st store.Store, key *SigningKey, cfg Config, user string, ttl time.Duration, subdomains []string, now time.Time) (IssuedToken, error) {
+func IssueToken(ctx context.Context, st store.Store, key *SigningKey, cfg Config, user string, ttl time.Duration, scope *Scope, now time.Time) (IssuedToken, error) {
 	cfg = cfg.withDefaults()
 	if _, err := st.GetUser(ctx, user); err != nil {
 		return IssuedToken{}, err
 	}
-	return key.IssueToken(cfg.TokenIssuer, user, ttl, subdomains, now)
+	return key.IssueToken(cfg.TokenIssuer, user, ttl, scope, now)
 }
 
 // compile-time check
 var _ Authenticator = (*Service)(nil)
+
+// TokenHashRef is the id a token without a jti is revoked by.
+func TokenHashRef(raw string) string {
+	sum := sha256.Sum256([]byte(raw))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// TokenRevocation reads what `porthole admin tokens revoke` needs from a
+// token, without verifying it (revoking a forged token does no harm): the
+// id it is revoked by (its jti, or its hash when it has none), its user
+// claim and its expiry, so that the record is kept exactly as long as
+// the token is valid.
+func TokenRevocation(raw string) (id, sub string, exp time.Time, err error) {
+	var claims jwt.MapClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(raw, &claims); err != nil {
+		return "", "", time.Time{}, fmt.Errorf("not a token: %w", err)
+	}
+	id, _ = claims["jti"].(string)
+	if id == "" {
+		id = TokenHashRef(raw)
+	}
+	sub, _ = claims["sub"].(string)
+	if e, err := claims.GetExpirationTime(); err == nil && e != nil {
+		exp = e.Time
+	}
+	return id, sub, exp, nil
+}

@@ -82,6 +82,10 @@ func Defaults() Config {
 		MaxStreamsPerSession:    1000,
 		VisitorConnectionsPerIP: 256,
 		MaxVisitorConnections:   10000,
+		// A client sends a bind per tunnel at connect and about two
+		// messages a heartbeat after that; a flood is cut off.
+		ControlMessagesPerSecond: 20,
+		ControlBurst:             200,
 	}
 }
 

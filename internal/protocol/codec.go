@@ -68,10 +68,19 @@ type Reader struct {
 	r   io.Reader
 	hdr [frameHeaderSize]byte
 	buf []byte
+	// onFrame sees every frame's type, known or not, before its payload
+	// is read; an error from it ends Read.
+	onFrame func(MsgType) error
 }
 
 // NewReader returns a Reader on r.
 func NewReader(r io.Reader) *Reader { return &Reader{r: r} }
+
+// OnFrame calls f with the type of every frame read from now on, also of
+// the frames Read skips, so that a rate limit counts what a peer sends
+// rather than what this version understands. An error from f is returned
+// by Read, and the stream must then be closed.
+func (r *Reader) OnFrame(f func(MsgType) error) { r.onFrame = f }
 
 // Read returns the next message. Frames of a type this version does not know
 // are skipped, so that a newer peer may send optional messages; a frame over
@@ -84,6 +93,11 @@ func (r *Reader) Read() (Message, error) {
 		}
 		t := MsgType(r.hdr[0])
 		n := binary.BigEndian.Uint32(r.hdr[1:])
+		if r.onFrame != nil {
+			if err := r.onFrame(t); err != nil {
+				return nil, err
+			}
+		}
 		if n > MaxMessageSize {
 			return nil, &FrameError{Type: t, Err: ErrTooLarge, Info: fmt.Sprintf("%d bytes, limit %d", n, MaxMessageSize)}
 		}

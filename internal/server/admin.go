@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/porthole/porthole/internal/auth"
 	"github.com/porthole/porthole/internal/limits"
 	"github.com/porthole/porthole/internal/metrics"
 	"github.com/porthole/porthole/internal/protocol"
@@ -27,7 +28,15 @@ func (s *Server) adminHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := s.ready(r.Context()); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			msg := err.Error()
+			if err != errShuttingDown {
+				// The database's error names hosts, users or files: the
+				// probe gets an id, the log the detail.
+				id := auth.NewErrorID()
+				s.log.Warn("not ready: the user store does not answer", "error_id", id, "err", err)
+				msg = "the user store does not answer (error id " + id + ", see the server log)"
+			}
+			http.Error(w, "not ready: "+msg, http.StatusServiceUnavailable)
 			return
 		}
 		w.Write([]byte("ready\n"))

@@ -97,10 +97,21 @@ func (s *Server) bindHTTP(ctx context.Context, ss *session, b *protocol.Bind, t 
 		if host == s.cfg.Domain || strings.HasSuffix(host, "."+s.cfg.Domain) {
 			return protocol.Err(protocol.CodeInvalidName, true, "%s is under this server's domain; use --subdomain instead of --hostname", host)
 		}
+		gen := s.revocationGen()
 		if err := s.deps.Policy.CheckHostname(ctx, ss.ident, host); err != nil {
 			return err
 		}
-		return s.claimHTTP(ss, t, host, b.Pool)
+		if err := s.claimHTTP(ss, t, host, b.Pool); err != nil {
+			return err
+		}
+		if s.hostReleasedSince(gen, ss.ident, host) {
+			// The domain was removed or given to another user while it
+			// was being checked.
+			s.unclaim(t, 0)
+			t.close()
+			return protocol.Err(protocol.CodeForbidden, true, "custom domain %s was removed or reassigned while it was being bound", host)
+		}
+		return nil
 	}
 	if b.Subdomain != "" {
 		sub := b.Subdomain

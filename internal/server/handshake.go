@@ -26,6 +26,16 @@ func (s *Server) serveTunnelHandshake(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	if r.Header.Get("Origin") != "" {
+		// Only browsers send Origin, and a browser brings the visitor's
+		// client certificate and cookies along on its own: a web page
+		// must never open a tunnel with them. Refused before any
+		// credential is looked at; tunnel clients send no Origin.
+		s.authFailed(protocol.CodeForbidden)
+		protocol.WriteRefusal(w, http.StatusForbidden, protocol.Err(protocol.CodeForbidden, true,
+			"tunnel handshakes from web pages are refused (the request carries an Origin header)"))
+		return
+	}
 	if !offersSubprotocol(r, protocol.Subprotocol) {
 		s.authFailed(protocol.CodeUnsupportedVersion)
 		protocol.WriteRefusal(w, http.StatusBadRequest, protocol.Err(protocol.CodeUnsupportedVersion, true,
@@ -49,6 +59,9 @@ func (s *Server) serveTunnelHandshake(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	creds := credentialsFrom(r)
+	// Noted before the check: a revocation from now on that matches the
+	// identity refuses the session when it registers.
+	authGen := s.revocationGen()
 	var ident *auth.Identity
 	var err error
 	if !s.cfg.NoAuth && creds.Empty() {
@@ -67,10 +80,13 @@ func (s *Server) serveTunnelHandshake(w http.ResponseWriter, r *http.Request) {
 			s.log.Info("client refused", "remote", r.RemoteAddr, "code", perr.Code, "reason", perr.Message)
 		}
 		status := http.StatusUnauthorized
-		if perr.Code == protocol.CodeForbidden {
+		switch perr.Code {
+		case protocol.CodeForbidden:
 			status = http.StatusForbidden
-		} else if perr.Code == protocol.CodeRateLimited {
+		case protocol.CodeRateLimited:
 			status = http.StatusTooManyRequests
+		case protocol.CodeInternal:
+			status = http.StatusServiceUnavailable
 		}
 		protocol.WriteRefusal(w, status, perr)
 		return
@@ -86,6 +102,7 @@ func (s *Server) serveTunnelHandshake(w http.ResponseWriter, r *http.Request) {
 		id:      id,
 		mux:     mux,
 		ident:   ident,
+		authGen: authGen,
 		remote:  r.RemoteAddr,
 		since:   s.now(),
 		log:     s.log.With("session", id, "remote", r.RemoteAddr),
@@ -94,6 +111,8 @@ func (s *Server) serveTunnelHandshake(w http.ResponseWriter, r *http.Request) {
 		lim:     s.limitsFor(r.Context(), ident),
 	}
 	if !s.addSession(ss) {
+		// Shutting down, or the credential was revoked while it was
+		// being checked: the client reconnects and is told why.
 		mux.Close()
 		return
 	}

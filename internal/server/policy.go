@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"slices"
 
 	"github.com/porthole/porthole/internal/auth"
 	"github.com/porthole/porthole/internal/limits"
@@ -31,7 +30,10 @@ type OpenPolicy struct{}
 
 // CheckSubdomain implements Policy.
 func (OpenPolicy) CheckSubdomain(ctx context.Context, id *auth.Identity, name string) error {
-	return CheckTokenSubdomains(id, name)
+	if id == nil {
+		return nil
+	}
+	return id.Scope.AllowSubdomain(name)
 }
 
 // CheckHostname implements Policy.
@@ -41,15 +43,12 @@ func (OpenPolicy) CheckHostname(ctx context.Context, id *auth.Identity, host str
 }
 
 // CheckPort implements Policy.
-func (OpenPolicy) CheckPort(ctx context.Context, id *auth.Identity, port int) error { return nil }
+func (OpenPolicy) CheckPort(ctx context.Context, id *auth.Identity, port int) error {
+	if id == nil {
+		return nil
+	}
+	return id.Scope.AllowPort(port)
+}
 
 // UserLimits implements Policy: without users there are no per-user limits.
 func (OpenPolicy) UserLimits(ctx context.Context, id *auth.Identity) *limits.Overrides { return nil }
-
-// CheckTokenSubdomains enforces a credential's own restriction on names.
-func CheckTokenSubdomains(id *auth.Identity, name string) error {
-	if id == nil || id.Subdomains == nil || slices.Contains(id.Subdomains, name) {
-		return nil
-	}
-	return protocol.Err(protocol.CodeForbidden, true, "this credential may not bind subdomain %q", name)
-}

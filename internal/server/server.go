@@ -19,7 +19,6 @@ import (
 	"github.com/porthole/porthole/internal/auth"
 	"github.com/porthole/porthole/internal/limits"
 	"github.com/porthole/porthole/internal/names"
-	"github.com/porthole/porthole/internal/protocol"
 	"github.com/porthole/porthole/internal/registry"
 	"github.com/porthole/porthole/internal/transport"
 )
@@ -63,6 +62,7 @@ type Server struct {
 	sessions map[string]*session
 	users    map[string]*userState
 	closing  bool
+	revs     revocationLog // recent revocations, for handshakes in flight
 	// sweepStop ends sweepLoop at shutdown.
 	sweepStop chan struct{}
 
@@ -380,7 +380,7 @@ func (s *Server) TunnelURL() string {
 func (s *Server) addSession(ss *session) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing {
+	if s.closing || s.revs.since(ss.authGen, ss.ident, "") {
 		return false
 	}
 	s.sessions[ss.id] = ss
@@ -433,7 +433,7 @@ func (s *Server) Revoke(credentialID, reason string) int {
 	if credentialID == "" {
 		return 0
 	}
-	return s.revokeWhere(reason, func(ss *session) bool { return ss.ident.CredentialID == credentialID })
+	return s.RevokeMatching(func(id *auth.Identity) bool { return id.RevokedBy(credentialID) }, reason)
 }
 
 // RevokeUser ends every session of user, e.g. when the user is deleted.
@@ -441,7 +441,7 @@ func (s *Server) RevokeUser(user, reason string) int {
 	if user == "" {
 		return 0
 	}
-	return s.revokeWhere(reason, func(ss *session) bool { return ss.ident.User == user })
+	return s.RevokeMatching(func(id *auth.Identity) bool { return id.User == user }, reason)
 }
 
 // sessionsWhere returns the sessions that match, read under the lock and
@@ -456,13 +456,4 @@ func (s *Server) sessionsWhere(match func(*session) bool) []*session {
 		}
 	}
 	return out
-}
-
-// revokeWhere revokes the sessions that match.
-func (s *Server) revokeWhere(reason string, match func(*session) bool) int {
-	hit := s.sessionsWhere(func(ss *session) bool { return ss.ident != nil && match(ss) })
-	for _, ss := range hit {
-		ss.end(protocol.NoticeRevoked, reason)
-	}
-	return len(hit)
 }

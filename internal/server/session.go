@@ -24,13 +24,16 @@ import (
 // session is one connected client: one WebSocket, one multiplexer, one
 // control stream, any number of tunnels.
 type session struct {
-	srv    *Server
-	id     string
-	mux    *transport.Session
-	ident  *auth.Identity
-	remote string
-	log    *slog.Logger
-	since  time.Time
+	srv   *Server
+	id    string
+	mux   *transport.Session
+	ident *auth.Identity
+	// authGen is the server's revocation generation before ident was
+	// checked: a revocation after it that matches ident ends the session.
+	authGen uint64
+	remote  string
+	log     *slog.Logger
+	since   time.Time
 
 	ctrlc net.Conn
 	w     *protocol.Writer
@@ -83,9 +86,17 @@ func (ss *session) run() {
 	ss.w = protocol.NewWriter(ctrl)
 	ss.mu.Unlock()
 	r := protocol.NewReader(ctrl)
+	// Every frame counts against the control rate, hello and frames of
+	// types this version skips included: skipped frames cost a read too.
+	ss.ctrlRate = limits.NewBucket(ss.lim.ControlMessagesPerSecond, ss.lim.ControlBurst, ss.srv.now)
+	r.OnFrame(ss.countControl)
 
 	ctrl.SetReadDeadline(time.Now().Add(ss.srv.cfg.Tunnel.HandshakeTimeout.D()))
 	hello, err := protocol.Expect[*protocol.Hello](r)
+	if e := (*rateError)(nil); errors.As(err, &e) {
+		ss.controlFlood(e)
+		return
+	}
 	if err != nil {
 		ss.log.Info("bad hello", "err", err)
 		ss.sendFinal(protocol.Err(protocol.CodeBadRequest, true, "expected hello: %v", err))
@@ -114,7 +125,6 @@ func (ss *session) run() {
 		ss.sendFinal(err.(*protocol.Error))
 		return
 	}
-	ss.ctrlRate = limits.NewBucket(ss.lim.ControlMessagesPerSecond, ss.lim.ControlBurst, ss.srv.now)
 	if err := ss.w.Write(&protocol.Welcome{
 		SessionID:       ss.id,
 		ResumeToken:     welcomeToken,
@@ -143,7 +153,10 @@ func (ss *session) run() {
 		m, err := r.Read()
 		if err != nil {
 			var ne net.Error
+			var re *rateError
 			switch {
+			case errors.As(err, &re):
+				ss.controlFlood(re)
 			case errors.As(err, &ne) && ne.Timeout():
 				ss.log.Info("client silent, closing session", "after", (3 * hb).String())
 			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, transport.ErrStreamClosed), ss.mux.IsClosed():
@@ -152,15 +165,6 @@ func (ss *session) run() {
 				ss.log.Info("control stream error", "err", err)
 				ss.sendFinal(protocol.Err(protocol.CodeBadRequest, true, "%v", err))
 			}
-			return
-		}
-		if ok, wait := ss.ctrlRate.Allow(); !ok {
-			// A client that floods the control stream is told to slow
-			// down and disconnected; it reconnects after its backoff.
-			ss.srv.hits.Hit(limits.ControlRate, "session", ss.id, "user", ss.ident.User)
-			e := protocol.Err(protocol.CodeRateLimited, false, "too many control messages (limit %g/s); slow down", ss.lim.ControlMessagesPerSecond)
-			e.RetryAfterMillis = max(wait, time.Second).Milliseconds()
-			ss.sendFinal(e)
 			return
 		}
 		switch m := m.(type) {
@@ -187,6 +191,29 @@ func (ss *session) run() {
 			return
 		}
 	}
+}
+
+// rateError is what countControl stops the reader with.
+type rateError struct{ wait time.Duration }
+
+func (e *rateError) Error() string { return "control message rate exceeded" }
+
+// countControl takes one control-rate token for a frame of type t.
+func (ss *session) countControl(t protocol.MsgType) error {
+	if ok, wait := ss.ctrlRate.Allow(); !ok {
+		return &rateError{wait: wait}
+	}
+	return nil
+}
+
+// controlFlood ends a session that sent control frames faster than its
+// limit: it is told to slow down and disconnected, and reconnects after
+// its backoff.
+func (ss *session) controlFlood(re *rateError) {
+	ss.srv.hits.Hit(limits.ControlRate, "session", ss.id, "user", ss.ident.User)
+	e := protocol.Err(protocol.CodeRateLimited, false, "too many control messages (limit %g/s); slow down", ss.lim.ControlMessagesPerSecond)
+	e.RetryAfterMillis = max(re.wait, time.Second).Milliseconds()
+	ss.sendFinal(e)
 }
 
 // refuseStreams closes every stream the client opens after the control

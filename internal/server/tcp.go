@@ -46,6 +46,22 @@ func (p *tcpPorts) bind(ctx context.Context, ss *session, b *protocol.Bind, t *t
 			return err
 		}
 	}
+	if sc := ss.ident.Scope; sc != nil && !sc.TCP {
+		// A credential granted only some ports gets one of those.
+		for _, port := range sc.TCPPorts {
+			if port < p.lo || port > p.hi {
+				continue
+			}
+			if p.s.deps.Policy.CheckPort(ctx, ss.ident, port) == nil && p.claim(ss, t, port, b.Pool) == nil {
+				t.random = true
+				return nil
+			}
+		}
+		if len(sc.TCPPorts) > 0 {
+			return protocol.Err(protocol.CodePortUnavailable, true, "no port this credential may bind is free in %d-%d (its scope allows %s)", p.lo, p.hi, sc)
+		}
+		return sc.AllowPort(0)
+	}
 	// Try random ports: cheap when the range is mostly free, and a port
 	// is never handed out in a predictable order.
 	span := p.hi - p.lo + 1

@@ -68,6 +68,20 @@ var sqliteMigrations = []string{
 		at INTEGER NOT NULL
 	);
 	CREATE INDEX changes_at ON changes(at)`,
+	// 2: revoked client certificates and token cut-off times.
+	`CREATE TABLE revoked_certs (
+		ref TEXT PRIMARY KEY,
+		user_name TEXT NOT NULL,
+		revoked_at INTEGER NOT NULL,
+		expires_at INTEGER NOT NULL
+	);
+	CREATE TABLE token_cutoffs (
+		issuer TEXT NOT NULL,
+		user_name TEXT NOT NULL,
+		cutoff INTEGER NOT NULL,
+		created_at INTEGER NOT NULL,
+		PRIMARY KEY (issuer, user_name)
+	)`,
 }
 
 var postgresMigrations = []string{
@@ -125,6 +139,20 @@ var postgresMigrations = []string{
 		at BIGINT NOT NULL
 	);
 	CREATE INDEX changes_at ON changes(at)`,
+	// 2: revoked client certificates and token cut-off times.
+	`CREATE TABLE revoked_certs (
+		ref TEXT PRIMARY KEY,
+		user_name TEXT NOT NULL,
+		revoked_at BIGINT NOT NULL,
+		expires_at BIGINT NOT NULL
+	);
+	CREATE TABLE token_cutoffs (
+		issuer TEXT NOT NULL,
+		user_name TEXT NOT NULL,
+		cutoff BIGINT NOT NULL,
+		created_at BIGINT NOT NULL,
+		PRIMARY KEY (issuer, user_name)
+	)`,
 }
 
 // migrate brings the schema up to the newest version this binary knows,

@@ -21,6 +21,7 @@ var postgresDialect = &dialect{
 	name:       "postgres",
 	migrations: postgresMigrations,
 	rebind:     rebindDollar,
+	greatest:   "GREATEST",
 	isUnique: func(err error) bool {
 		var pe *pgconn.PgError
 		return errors.As(err, &pe) && pe.Code == "23505"

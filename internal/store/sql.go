@@ -28,6 +28,8 @@ type dialect struct {
 	notify string
 	// lockMigrations makes concurrent migrators wait for each other.
 	lockMigrations string
+	// greatest is the two-argument maximum function (MAX in SQLite).
+	greatest string
 }
 
 // sqlStore implements Store on database/sql for both backends.
@@ -378,6 +380,20 @@ func (s *sqlStore) TouchAPIKey(ctx context.Context, id string, at time.Time) err
 	return err
 }
 
+// forever stands for "kept for good" in expires_at columns.
+const forever = int64(1) << 62
+
+// revocationSlack is how long past a credential's expiry its revocation
+// record is kept: more than any clock skew a check allows.
+const revocationSlack = time.Hour
+
+func expiresMS(t time.Time) int64 {
+	if t.IsZero() {
+		return forever
+	}
+	return t.UnixMilli()
+}
+
 // RevokeToken implements Store.
 func (s *sqlStore) RevokeToken(ctx context.Context, jti, user string, expires time.Time) error {
 	if jti == "" {
@@ -385,16 +401,14 @@ func (s *sqlStore) RevokeToken(ctx context.Context, jti, user string, expires ti
 	}
 	now := s.now()
 	return s.changeTx(ctx, func(tx *sql.Tx) error {
-		// Entries for tokens that have expired anyway are dropped.
-		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM revoked_tokens WHERE expires_at < ?`), now.Add(-time.Hour).UnixMilli()); err != nil {
+		// Records of tokens that have expired anyway are dropped; a
+		// record's expiry is the token's own, never earlier.
+		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM revoked_tokens WHERE expires_at < ?`), now.Add(-revocationSlack).UnixMilli()); err != nil {
 			return err
 		}
-		exp := expires
-		if exp.IsZero() {
-			exp = now.Add(100 * 365 * 24 * time.Hour)
-		}
-		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO revoked_tokens (jti, user_name, revoked_at, expires_at) VALUES (?, ?, ?, ?) ON CONFLICT (jti) DO NOTHING`),
-			jti, user, now.UnixMilli(), exp.UnixMilli())
+		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO revoked_tokens (jti, user_name, revoked_at, expires_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT (jti) DO UPDATE SET expires_at = `+s.d.greatest+`(revoked_tokens.expires_at, excluded.expires_at)`),
+			jti, user, now.UnixMilli(), expiresMS(expires))
 		if err != nil {
 			return err
 		}
@@ -402,11 +416,109 @@ func (s *sqlStore) RevokeToken(ctx context.Context, jti, user string, expires ti
 	})
 }
 
+// inList returns "(?, ?, ...)" for n values.
+func inList(n int) string {
+	return "(" + strings.TrimSuffix(strings.Repeat("?, ", n), ", ") + ")"
+}
+
+func anyArgs(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
 // TokenRevoked implements Store.
-func (s *sqlStore) TokenRevoked(ctx context.Context, jti string) (bool, error) {
+func (s *sqlStore) TokenRevoked(ctx context.Context, ids ...string) (bool, error) {
+	if len(ids) == 0 {
+		return false, nil
+	}
 	var n int
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM revoked_tokens WHERE jti = ?`), jti).Scan(&n)
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM revoked_tokens WHERE jti IN `+inList(len(ids))), anyArgs(ids)...).Scan(&n)
 	return n > 0, err
+}
+
+// SetTokenCutoff implements Store.
+func (s *sqlStore) SetTokenCutoff(ctx context.Context, issuer, user string, before time.Time) error {
+	if issuer == "" {
+		return errors.New("store: a token cut-off needs an issuer")
+	}
+	if before.IsZero() {
+		return errors.New("store: a token cut-off needs a time")
+	}
+	now := s.now()
+	return s.changeTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO token_cutoffs (issuer, user_name, cutoff, created_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT (issuer, user_name) DO UPDATE SET cutoff = `+s.d.greatest+`(token_cutoffs.cutoff, excluded.cutoff)`),
+			issuer, user, before.UnixMilli(), now.UnixMilli())
+		if err != nil {
+			return err
+		}
+		return s.logChange(ctx, tx, ChangeTokenCutoff, CutoffSubject(issuer, user))
+	})
+}
+
+// TokenCutoff implements Store.
+func (s *sqlStore) TokenCutoff(ctx context.Context, issuer, user string) (time.Time, error) {
+	var v sql.NullInt64
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT MAX(cutoff) FROM token_cutoffs WHERE issuer = ? AND (user_name = '' OR user_name = ?)`), issuer, user).Scan(&v)
+	return fromMS(v), err
+}
+
+// RevokeCert implements Store.
+func (s *sqlStore) RevokeCert(ctx context.Context, c CertRevocation) error {
+	if !strings.HasPrefix(c.Ref, "serial:") && !strings.HasPrefix(c.Ref, "sha256:") {
+		return fmt.Errorf("store: certificate reference %q: want serial:HEX or sha256:HEX", c.Ref)
+	}
+	now := s.now()
+	return s.changeTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM revoked_certs WHERE expires_at < ?`), now.Add(-revocationSlack).UnixMilli()); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO revoked_certs (ref, user_name, revoked_at, expires_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT (ref) DO UPDATE SET expires_at = `+s.d.greatest+`(revoked_certs.expires_at, excluded.expires_at)`),
+			c.Ref, c.User, now.UnixMilli(), expiresMS(c.ExpiresAt))
+		if err != nil {
+			return err
+		}
+		return s.logChange(ctx, tx, ChangeCertRevoked, c.Ref)
+	})
+}
+
+// CertRevoked implements Store.
+func (s *sqlStore) CertRevoked(ctx context.Context, refs ...string) (bool, error) {
+	if len(refs) == 0 {
+		return false, nil
+	}
+	var n int
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM revoked_certs WHERE ref IN `+inList(len(refs))), anyArgs(refs)...).Scan(&n)
+	return n > 0, err
+}
+
+// ListCertRevocations implements Store.
+func (s *sqlStore) ListCertRevocations(ctx context.Context) ([]CertRevocation, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT ref, user_name, revoked_at, expires_at FROM revoked_certs ORDER BY revoked_at, ref`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []CertRevocation
+	for rows.Next() {
+		var (
+			c            CertRevocation
+			revd, expiry int64
+		)
+		if err := rows.Scan(&c.Ref, &c.User, &revd, &expiry); err != nil {
+			return nil, err
+		}
+		c.RevokedAt = time.UnixMilli(revd).UTC()
+		if expiry != forever {
+			c.ExpiresAt = time.UnixMilli(expiry).UTC()
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
 }
 
 func reservationTable(kind ReservationKind) (table, col string, err error) {
@@ -588,17 +700,31 @@ func (s *sqlStore) ListDomains(ctx context.Context, user string) ([]Domain, erro
 // SetDomainVerified implements Store.
 func (s *sqlStore) SetDomainVerified(ctx context.Context, hostname string, verified bool, at time.Time) error {
 	hostname = strings.ToLower(strings.TrimSuffix(hostname, "."))
-	query := `UPDATE domains SET verified_at = NULL, checked_at = ? WHERE hostname = ?`
-	args := []any{at.UnixMilli(), hostname}
 	if verified {
-		query = `UPDATE domains SET verified_at = COALESCE(verified_at, ?), checked_at = ? WHERE hostname = ?`
-		args = []any{at.UnixMilli(), at.UnixMilli(), hostname}
+		res, err := s.exec(ctx, `UPDATE domains SET verified_at = COALESCE(verified_at, ?), checked_at = ? WHERE hostname = ?`, at.UnixMilli(), at.UnixMilli(), hostname)
+		if err != nil {
+			return err
+		}
+		return mustAffect(res, fmt.Errorf("domain %s: %w", hostname, ErrNotFound))
 	}
-	res, err := s.exec(ctx, query, args...)
-	if err != nil {
-		return err
-	}
-	return mustAffect(res, fmt.Errorf("domain %s: %w", hostname, ErrNotFound))
+	return s.changeTx(ctx, func(tx *sql.Tx) error {
+		var was sql.NullInt64
+		err := tx.QueryRowContext(ctx, s.q(`SELECT verified_at FROM domains WHERE hostname = ?`), hostname).Scan(&was)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("domain %s: %w", hostname, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE domains SET verified_at = NULL, checked_at = ? WHERE hostname = ?`), at.UnixMilli(), hostname); err != nil {
+			return err
+		}
+		if !was.Valid {
+			return nil
+		}
+		// Tunnels that serve it stop: the domain is no longer proven.
+		return s.logChange(ctx, tx, ChangeDomainChanged, hostname)
+	})
 }
 
 // RemoveDomain implements Store.

@@ -17,6 +17,7 @@ var sqliteDialect = &dialect{
 	name:       "sqlite",
 	migrations: sqliteMigrations,
 	rebind:     func(q string) string { return q },
+	greatest:   "MAX",
 	isUnique: func(err error) bool {
 		var se *sqlite.Error
 		return errors.As(err, &se) && (se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)

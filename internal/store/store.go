@@ -103,7 +103,33 @@ const (
 	ChangeUserDeleted   ChangeKind = "user_deleted"   // Subject: user name
 	ChangeTokenRevoked  ChangeKind = "token_revoked"  // Subject: token id (jti)
 	ChangeDomainRemoved ChangeKind = "domain_removed" // Subject: hostname
+	// ChangeDomainChanged: the domain lost its verification (its owner
+	// may no longer serve it). Subject: hostname.
+	ChangeDomainChanged ChangeKind = "domain_changed"
+	ChangeCertRevoked   ChangeKind = "cert_revoked" // Subject: "serial:HEX" or "sha256:HEX"
+	// ChangeTokenCutoff: tokens issued before a time were revoked.
+	// Subject: CutoffSubject(issuer, user).
+	ChangeTokenCutoff ChangeKind = "token_cutoff"
 )
+
+// CutoffSubject is the change log subject of a token cut-off.
+func CutoffSubject(issuer, user string) string { return issuer + "\n" + user }
+
+// ParseCutoffSubject splits what CutoffSubject made.
+func ParseCutoffSubject(s string) (issuer, user string) {
+	issuer, user, _ = strings.Cut(s, "\n")
+	return issuer, user
+}
+
+// CertRevocation is a revoked client certificate.
+type CertRevocation struct {
+	// Ref is "serial:HEX" (the serial number, lowercase hex) or
+	// "sha256:HEX" (the SHA-256 fingerprint of the certificate's DER).
+	Ref       string
+	User      string // for the record
+	RevokedAt time.Time
+	ExpiresAt time.Time // zero: kept for good
+}
 
 // Change is one entry of the change log. Seq rises with every entry, in
 // commit order, so a reader that remembers the last Seq it saw misses
@@ -143,10 +169,30 @@ type Store interface {
 	// is less than a minute old, so a busy key costs few writes.
 	TouchAPIKey(ctx context.Context, id string, at time.Time) error
 
-	// RevokeToken records a token id (jti) as revoked until expires and
-	// logs ChangeTokenRevoked.
+	// RevokeToken records a token id (its jti, or "sha256:HEX" of a token
+	// without one) as revoked and logs ChangeTokenRevoked. The record is
+	// kept until expires, the token's own expiry (zero: for good);
+	// revoking again keeps the later expiry.
 	RevokeToken(ctx context.Context, jti, user string, expires time.Time) error
-	TokenRevoked(ctx context.Context, jti string) (bool, error)
+	// TokenRevoked reports whether any of ids is revoked.
+	TokenRevoked(ctx context.Context, ids ...string) (bool, error)
+	// SetTokenCutoff revokes the tokens of issuer issued before before,
+	// for user, or for every user when user is ""; a later cut-off for
+	// the same pair replaces an earlier one, never the other way round.
+	// It logs ChangeTokenCutoff. The record is kept for good.
+	SetTokenCutoff(ctx context.Context, issuer, user string, before time.Time) error
+	// TokenCutoff returns the cut-off that applies to user's tokens from
+	// issuer: the later of the user's own and the issuer-wide one (zero:
+	// none). With user "", only the issuer-wide one.
+	TokenCutoff(ctx context.Context, issuer, user string) (time.Time, error)
+
+	// RevokeCert records a client certificate as revoked, kept until
+	// c.ExpiresAt (the certificate's NotAfter; zero: for good), and logs
+	// ChangeCertRevoked.
+	RevokeCert(ctx context.Context, c CertRevocation) error
+	// CertRevoked reports whether any of refs is revoked.
+	CertRevoked(ctx context.Context, refs ...string) (bool, error)
+	ListCertRevocations(ctx context.Context) ([]CertRevocation, error)
 
 	Reserve(ctx context.Context, r Reservation) error
 	Unreserve(ctx context.Context, kind ReservationKind, name string) error
@@ -159,7 +205,8 @@ type Store interface {
 	GetDomain(ctx context.Context, hostname string) (Domain, error)
 	ListDomains(ctx context.Context, user string) ([]Domain, error)
 	// SetDomainVerified records a DNS check: verified keeps (or sets)
-	// VerifiedAt, not verified clears it; CheckedAt becomes at.
+	// VerifiedAt, not verified clears it; CheckedAt becomes at. Clearing
+	// it from a verified domain logs ChangeDomainChanged.
 	SetDomainVerified(ctx context.Context, hostname string, verified bool, at time.Time) error
 	// RemoveDomain deletes the domain and logs ChangeDomainRemoved.
 	RemoveDomain(ctx context.Context, hostname string) error

@@ -36,6 +36,10 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"Limits", testLimits},
 		{"APIKeys", testAPIKeys},
 		{"Tokens", testTokens},
+		{"TokenRecordsKept", testTokenRecordsKept},
+		{"TokenCutoffs", testTokenCutoffs},
+		{"CertRevocations", testCertRevocations},
+		{"DomainChanges", testDomainChanges},
 		{"Reservations", testReservations},
 		{"Domains", testDomains},
 		{"DeleteUserCascades", testDeleteUser},
@@ -223,6 +227,135 @@ func testTokens(t *testing.T, h Harness, s store.Store) {
 	}
 	if err := s.RevokeToken(ctx, "", "alice", time.Time{}); err == nil {
 		t.Fatal("empty token id accepted")
+	}
+}
+
+// testTokenRecordsKept: a revocation record lives until the latest
+// expiry it was given, whatever came first; pruning only drops records
+// of tokens that have expired anyway.
+func testTokenRecordsKept(t *testing.T, h Harness, s store.Store) {
+	ctx := context.Background()
+	// First revoked with an expiry that was wrong (already past), then
+	// again with the token's own, later one.
+	must(t, s.RevokeToken(ctx, "jti-early", "alice", time.Now().Add(-2*time.Hour)))
+	must(t, s.RevokeToken(ctx, "jti-early", "alice", time.Now().Add(time.Hour)))
+	must(t, s.RevokeToken(ctx, "jti-forever", "alice", time.Time{}))
+	must(t, s.RevokeToken(ctx, "jti-forever", "alice", time.Now().Add(-2*time.Hour)))
+	must(t, s.RevokeToken(ctx, "jti-gone", "alice", time.Now().Add(-2*time.Hour)))
+	// Each revocation prunes expired records.
+	must(t, s.RevokeToken(ctx, "jti-other", "alice", time.Now().Add(time.Hour)))
+	for _, id := range []string{"jti-early", "jti-forever", "jti-other"} {
+		if ok, err := s.TokenRevoked(ctx, id); err != nil || !ok {
+			t.Fatalf("%s no longer revoked (%v)", id, err)
+		}
+	}
+	if ok, _ := s.TokenRevoked(ctx, "jti-gone"); ok {
+		t.Fatal("the record of a token that expired two hours ago was kept")
+	}
+	// Several ids at once: any one revoked is enough.
+	if ok, _ := s.TokenRevoked(ctx, "nope", "sha256:00", "jti-other"); !ok {
+		t.Fatal("TokenRevoked with several ids")
+	}
+	if ok, _ := s.TokenRevoked(ctx); ok {
+		t.Fatal("TokenRevoked with no ids")
+	}
+}
+
+func testTokenCutoffs(t *testing.T, h Harness, s store.Store) {
+	ctx := context.Background()
+	c, err := s.TokenCutoff(ctx, "https://sso", "alice")
+	must(t, err)
+	if !c.IsZero() {
+		t.Fatalf("cut-off %v before any", c)
+	}
+	t1 := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	t2 := t1.Add(30 * time.Minute)
+	must(t, s.SetTokenCutoff(ctx, "https://sso", "alice", t2))
+	// An earlier cut-off does not undo a later one.
+	must(t, s.SetTokenCutoff(ctx, "https://sso", "alice", t1))
+	must(t, s.SetTokenCutoff(ctx, "https://sso", "", t1))
+	for _, tc := range []struct {
+		iss, user string
+		want      time.Time
+	}{
+		{"https://sso", "alice", t2},
+		{"https://sso", "bob", t1},
+		{"https://sso", "", t1},
+		{"other", "alice", time.Time{}},
+	} {
+		got, err := s.TokenCutoff(ctx, tc.iss, tc.user)
+		must(t, err)
+		if !got.Equal(tc.want) {
+			t.Errorf("cut-off %s/%s = %v, want %v", tc.iss, tc.user, got, tc.want)
+		}
+	}
+	wantErr := func(err error) {
+		t.Helper()
+		if err == nil {
+			t.Fatal("bad cut-off accepted")
+		}
+	}
+	wantErr(s.SetTokenCutoff(ctx, "", "alice", t1))
+	wantErr(s.SetTokenCutoff(ctx, "iss", "alice", time.Time{}))
+	cs, err := s.ChangesSince(ctx, 0, 0)
+	must(t, err)
+	if len(cs) != 3 || cs[0].Kind != store.ChangeTokenCutoff {
+		t.Fatalf("changes %+v", cs)
+	}
+	if iss, user := store.ParseCutoffSubject(cs[0].Subject); iss != "https://sso" || user != "alice" {
+		t.Fatalf("cut-off subject %q", cs[0].Subject)
+	}
+}
+
+func testCertRevocations(t *testing.T, h Harness, s store.Store) {
+	ctx := context.Background()
+	if ok, err := s.CertRevoked(ctx, "serial:01", "sha256:ab"); err != nil || ok {
+		t.Fatalf("unknown certificate revoked: %v %v", ok, err)
+	}
+	exp := time.Now().Add(24 * time.Hour).Truncate(time.Millisecond)
+	must(t, s.RevokeCert(ctx, store.CertRevocation{Ref: "serial:01", User: "alice"}))
+	must(t, s.RevokeCert(ctx, store.CertRevocation{Ref: "sha256:ab", User: "bob", ExpiresAt: exp}))
+	must(t, s.RevokeCert(ctx, store.CertRevocation{Ref: "sha256:old", ExpiresAt: time.Now().Add(-2 * time.Hour)}))
+	must(t, s.RevokeCert(ctx, store.CertRevocation{Ref: "sha256:ab", User: "bob", ExpiresAt: time.Now()}))
+	if s.RevokeCert(ctx, store.CertRevocation{Ref: "01"}) == nil {
+		t.Fatal("a reference without serial: or sha256: accepted")
+	}
+	for _, refs := range [][]string{{"serial:01"}, {"serial:99", "sha256:ab"}} {
+		if ok, err := s.CertRevoked(ctx, refs...); err != nil || !ok {
+			t.Fatalf("%v not revoked: %v", refs, err)
+		}
+	}
+	list, err := s.ListCertRevocations(ctx)
+	must(t, err)
+	if len(list) != 2 || list[0].Ref != "serial:01" || !list[0].ExpiresAt.IsZero() || list[1].Ref != "sha256:ab" || !list[1].ExpiresAt.Equal(exp) || list[1].User != "bob" {
+		t.Fatalf("revocations %+v", list)
+	}
+	cs, err := s.ChangesSince(ctx, 0, 0)
+	must(t, err)
+	if len(cs) != 4 || cs[0].Kind != store.ChangeCertRevoked || cs[0].Subject != "serial:01" {
+		t.Fatalf("changes %+v", cs)
+	}
+}
+
+// testDomainChanges: a domain losing its verification is logged, so that
+// servers stop serving it; checks that change nothing are not.
+func testDomainChanges(t *testing.T, h Harness, s store.Store) {
+	ctx := context.Background()
+	_, err := s.CreateUser(ctx, "alice")
+	must(t, err)
+	_, err = s.AddDomain(ctx, store.Domain{Hostname: "a.example.org", User: "alice", Token: "t"})
+	must(t, err)
+	now := time.Now()
+	must(t, s.SetDomainVerified(ctx, "a.example.org", false, now))
+	must(t, s.SetDomainVerified(ctx, "a.example.org", true, now))
+	must(t, s.SetDomainVerified(ctx, "a.example.org", true, now))
+	must(t, s.SetDomainVerified(ctx, "a.example.org", false, now))
+	must(t, s.SetDomainVerified(ctx, "a.example.org", false, now))
+	wantErr(t, s.SetDomainVerified(ctx, "b.example.org", false, now), store.ErrNotFound)
+	cs, err := s.ChangesSince(ctx, 0, 0)
+	must(t, err)
+	if len(cs) != 1 || cs[0].Kind != store.ChangeDomainChanged || cs[0].Subject != "a.example.org" {
+		t.Fatalf("changes %+v", cs)
 	}
 }
 
