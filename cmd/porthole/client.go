@@ -42,6 +42,7 @@ func (cf *clientFlags) register(cmd *cobra.Command, withTunnel bool, kind string
 	f.StringVar(&cf.cfg.Key, "key", "", "private key for --cert")
 	f.StringVar(&cf.cfg.CAFile, "ca-file", "", "CA to verify a wss:// server with, besides the system roots")
 	f.BoolVar(&cf.cfg.InsecureSkipVerify, "insecure-skip-verify", false, "do not verify the wss:// server's certificate (unsafe)")
+	f.BoolVar(&cf.cfg.InsecurePlaintext, "insecure-plaintext", false, "allow sending the API key or token over ws:// to a server that is not on loopback (unsafe: anyone on the path can read it)")
 	f.StringArrayVar(&cf.cfg.ServerPins, "server-pin", nil, "accept a wss:// server whose key has this pin, sha256:BASE64 or sha256:HEX (self-signed servers; the server logs its pin at start); repeatable")
 	f.StringVar(&cf.cfg.InspectAddr, "inspect-addr", cf.cfg.InspectAddr, `local status API and request inspector address ("off" to turn them off)`)
 	cf.inspect = inspect.DefaultConfig()
@@ -62,6 +63,7 @@ func (cf *clientFlags) register(cmd *cobra.Command, withTunnel bool, kind string
 		f.BoolVar(&cf.tunnel.HTTPSRedirect, "https-redirect", false, "have the server redirect plain-HTTP visitors to the https:// URL")
 		f.Int64Var(&cf.tunnel.HSTSMaxAge, "hsts-max-age", 0, "have the server send Strict-Transport-Security with this max-age (seconds) over HTTPS")
 		f.StringArrayVar(&cf.tunnel.BasicAuth, "basic-auth", nil, "require visitors to log in as USER:PASSWORD (repeatable)")
+		f.BoolVar(&cf.tunnel.BasicAuthForward, "basic-auth-forward", false, "pass the visitor's Authorization header on to the local app (by default the server removes it)")
 		f.StringArrayVar(&cf.tunnel.RequireHeader, "require-header", nil, `require visitors to send this header, "Name: value" (repeatable)`)
 		f.StringArrayVar(&cf.tunnel.RequestHeaderAdd, "request-header-add", nil, `add "Name: value" to requests (repeatable)`)
 		f.StringArrayVar(&cf.tunnel.RequestHeaderRemove, "request-header-remove", nil, "remove this header from requests (repeatable)")
@@ -211,6 +213,13 @@ func runClient(cmd *cobra.Command, g *globalFlags, cf *clientFlags, specs []clie
 	}
 	if cfg.InsecureSkipVerify {
 		log.Warn("server certificate verification is OFF (--insecure-skip-verify): anyone on the path can read and change this tunnel's traffic")
+	}
+	if cfg.InsecurePlaintext && cfg.SendsCredential() {
+		for _, s := range cfg.Servers {
+			if client.PlaintextOffHost(s) {
+				log.Warn("your credential goes in CLEAR TEXT over ws:// (--insecure-plaintext): anyone on the path can read it and open tunnels as you; use wss://", "server", s)
+			}
+		}
 	}
 	store, err := inspect.NewStore(cf.inspect, nil)
 	if err != nil {

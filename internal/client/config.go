@@ -28,6 +28,10 @@ type Config struct {
 	// InsecureSkipVerify turns off verification of a wss:// server's
 	// certificate. Never the default; warned about on every start.
 	InsecureSkipVerify bool `toml:"insecure_skip_verify"`
+	// InsecurePlaintext allows sending an API key or token over ws:// to a
+	// server that is not on loopback, where anyone on the path can read
+	// it. Never the default; warned about on every start.
+	InsecurePlaintext bool `toml:"insecure_plaintext"`
 	// ServerPins accept a wss:// server by its key instead of its chain:
 	// "sha256:" and the SPKI digest in base64 or hex (self-signed servers).
 	ServerPins []string `toml:"server_pins"`
@@ -74,10 +78,13 @@ type TunnelConfig struct {
 
 	// Visitor access control, enforced by the server: "user:password"
 	// entries, networks, and "Name: value" headers a visitor must send.
-	BasicAuth     []string `toml:"basic_auth"`
-	AllowCIDR     []string `toml:"allow_cidr"`
-	DenyCIDR      []string `toml:"deny_cidr"`
-	RequireHeader []string `toml:"require_header"`
+	BasicAuth []string `toml:"basic_auth"`
+	// BasicAuthForward passes the visitor's Authorization header on to
+	// the local app; by default the server removes it once it matched.
+	BasicAuthForward bool     `toml:"basic_auth_forward"`
+	AllowCIDR        []string `toml:"allow_cidr"`
+	DenyCIDR         []string `toml:"deny_cidr"`
+	RequireHeader    []string `toml:"require_header"`
 	// Header rules the server applies: "Name: value" to add, names to
 	// remove.
 	RequestHeaderAdd     []string `toml:"request_header_add"`
@@ -124,6 +131,10 @@ func (c *Config) Validate() error {
 		u, err := url.Parse(s)
 		if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
 			bad("server %q is not a ws:// or wss:// URL", s)
+			continue
+		}
+		if c.SendsCredential() && !c.InsecurePlaintext && PlaintextOffHost(s) {
+			bad("server %s: ws:// would send your %s in clear text to a machine other than this one, where anyone on the path can read and reuse it; use wss:// (a server with --tls-cert or ACME), or pass --insecure-plaintext to send it anyway", s, c.credentialName())
 		}
 	}
 	if (c.Cert == "") != (c.Key == "") {
@@ -173,6 +184,9 @@ func (t *TunnelConfig) validate() error {
 	if t.Proto == "tcp" && (len(t.BasicAuth) > 0 || len(t.RequireHeader) > 0 || len(t.RequestHeaderAdd)+len(t.RequestHeaderRemove)+len(t.ResponseHeaderAdd)+len(t.ResponseHeaderRemove) > 0 || t.HealthPath != "") {
 		return errors.New("basic_auth, require_header, header rules and health_path are for http tunnels")
 	}
+	if t.BasicAuthForward && len(t.BasicAuth) == 0 {
+		return errors.New("basic_auth_forward needs basic_auth")
+	}
 	for _, c := range t.BasicAuth {
 		if u, _, ok := strings.Cut(c, ":"); !ok || u == "" {
 			return fmt.Errorf("basic_auth %q: want USER:PASSWORD", redact(c))
@@ -212,6 +226,38 @@ func (t *TunnelConfig) validate() error {
 		return err
 	}
 	return nil
+}
+
+// SendsCredential reports whether the client presents a bearer credential
+// (API key or token) in its handshake. A client certificate is no such
+// credential: it needs wss:// anyway.
+func (c *Config) SendsCredential() bool { return c.APIKey != "" || c.Token != "" }
+
+func (c *Config) credentialName() string {
+	if c.APIKey != "" {
+		return "API key"
+	}
+	return "token"
+}
+
+// PlaintextOffHost reports whether server is a ws:// URL whose host is not
+// loopback: an address in 127.0.0.0/8 or ::1, "localhost" or a name under
+// ".localhost" (RFC 6761 keeps those on the machine). Names are not
+// resolved: what a name resolves to can change, and the check is made
+// before anything is sent.
+func PlaintextOffHost(server string) bool {
+	u, err := url.Parse(server)
+	if err != nil || u.Scheme != "ws" {
+		return false
+	}
+	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return false
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.Unmap().IsLoopback() {
+		return false
+	}
+	return true
 }
 
 // TunnelNames returns the configured tunnel names, sorted.

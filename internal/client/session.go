@@ -222,7 +222,8 @@ func (t *tunnel) bindMessage() *protocol.Bind {
 	b.HTTPSRedirect, b.HSTSMaxAge = t.cfg.HTTPSRedirect, t.cfg.HSTSMaxAge
 	c := &t.cfg
 	if len(c.BasicAuth)+len(c.AllowCIDR)+len(c.DenyCIDR)+len(c.RequireHeader) > 0 {
-		b.Access = &protocol.Access{BasicAuth: c.BasicAuth, AllowCIDR: c.AllowCIDR, DenyCIDR: c.DenyCIDR, RequireHeader: c.RequireHeader}
+		b.Access = &protocol.Access{BasicAuth: c.BasicAuth, BasicAuthForward: c.BasicAuthForward,
+			AllowCIDR: c.AllowCIDR, DenyCIDR: c.DenyCIDR, RequireHeader: c.RequireHeader}
 	}
 	if len(c.RequestHeaderAdd)+len(c.RequestHeaderRemove)+len(c.ResponseHeaderAdd)+len(c.ResponseHeaderRemove) > 0 {
 		b.Headers = &protocol.HeaderRules{RequestAdd: c.RequestHeaderAdd, RequestRemove: c.RequestHeaderRemove,

@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -14,7 +15,9 @@ import (
 // never takes a table-wide lock, and bounded: entries idle for a while are
 // evicted, and past MaxEntries new addresses share one overflow entry (so
 // an attacker spraying addresses throttles only itself and its peers in the
-// overflow, never memory).
+// overflow, never memory). An IPv6 address is counted by its /64 (see
+// AddrKey). No request scans a shard: a full shard looks at no more than
+// evictSample entries for one to drop; the periodic Sweep does the rest.
 type IPTable struct {
 	rate    rate.Limit
 	burst   int
@@ -27,15 +30,19 @@ type IPTable struct {
 	maxEntries int
 	idleAfter  time.Duration
 	overflow   *ipEntry
+	// scanned counts entries looked at to make room on the request path
+	// (tests check that it stays bounded).
+	scanned atomic.Int64
 }
 
 type ipShard struct {
 	mu sync.Mutex
 	m  map[netip.Addr]*ipEntry
-	// lastFullEvict rate-limits eviction scans of a full shard: under an
-	// address spray every new address would otherwise scan it all.
-	lastFullEvict time.Time
 }
+
+// evictSample bounds the entries a request looks at to make room in a
+// full shard.
+const evictSample = 8
 
 type ipEntry struct {
 	conns    int
@@ -74,20 +81,34 @@ func (t *IPTable) newEntry() *ipEntry {
 	return e
 }
 
-func (t *IPTable) shard(ip netip.Addr) *ipShard {
-	b := ip.As16()
+// AddrKey is the key an address is counted under: IPv4 (also mapped
+// into IPv6) as is, IPv6 by its /64. A single IPv6 host usually holds a
+// whole /64 and can pick any address in it, so a per-/128 limit would be
+// no limit; hosts sharing a /64 share its budget, as hosts behind one
+// IPv4 NAT share theirs.
+func AddrKey(ip netip.Addr) netip.Addr {
+	ip = ip.Unmap().WithZone("")
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.Addr()
+	}
+	return ip
+}
+
+func (t *IPTable) shard(key netip.Addr) *ipShard {
+	b := key.As16()
 	return &t.shards[maphash.Bytes(t.seed, b[:])%uint64(len(t.shards))]
 }
 
 // entry returns ip's entry with its shard locked; the caller unlocks.
 func (t *IPTable) entry(ip netip.Addr) (*ipEntry, *ipShard) {
+	ip = AddrKey(ip)
 	s := t.shard(ip)
 	s.mu.Lock()
 	e, ok := s.m[ip]
 	if !ok {
-		if now := t.now(); len(s.m) >= t.maxEntries/len(t.shards) && now.Sub(s.lastFullEvict) >= time.Second {
-			s.lastFullEvict = now
-			t.evictLocked(s)
+		if len(s.m) >= t.maxEntries/len(t.shards) {
+			t.makeRoomLocked(s)
 		}
 		if len(s.m) >= t.maxEntries/len(t.shards) {
 			// Still full of busy entries: share the overflow entry. It is
@@ -115,6 +136,29 @@ func (t *IPTable) Allow(ip netip.Addr) (ok bool, retryAfter time.Duration) {
 	return allow(e.limiter, t.now())
 }
 
+// Reserve takes one token for ip, as Allow does, and returns refund to
+// give it back (for an attempt that turned out not to count, such as a
+// right password). Taking the token before the attempt is checked means
+// concurrent attempts from one address cannot together exceed its burst.
+// refund is never nil and may be called once.
+func (t *IPTable) Reserve(ip netip.Addr) (ok bool, retryAfter time.Duration, refund func()) {
+	if t == nil || t.rate <= 0 {
+		return true, 0, func() {}
+	}
+	e, s := t.entry(ip)
+	defer s.mu.Unlock()
+	now := t.now()
+	r := e.limiter.ReserveN(now, 1)
+	if !r.OK() {
+		return false, time.Second, func() {}
+	}
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return false, d, func() {}
+	}
+	return true, 0, func() { r.CancelAt(t.now()) }
+}
+
 // Acquire counts a new connection from ip; it returns false (and counts
 // nothing) when ip already has the maximum open. Release must follow a
 // successful Acquire.
@@ -140,6 +184,7 @@ func (t *IPTable) Release(ip netip.Addr) {
 	if t == nil || t.maxConn <= 0 {
 		return
 	}
+	ip = AddrKey(ip)
 	s := t.shard(ip)
 	s.mu.Lock()
 	if e, ok := s.m[ip]; ok && e.conns > 0 {
@@ -181,12 +226,38 @@ func (t *IPTable) Sweep() {
 }
 
 func (t *IPTable) evictLocked(s *ipShard) {
-	cutoff := t.now().Add(-t.idleAfter)
+	now := t.now()
+	cutoff := now.Add(-t.idleAfter)
 	for ip, e := range s.m {
-		if e.conns == 0 && e.lastSeen.Before(cutoff) && (e.limiter == nil || e.limiter.TokensAt(t.now()) >= float64(t.burst)) {
+		if e.lastSeen.Before(cutoff) && t.spent(e, now) {
 			delete(s.m, ip)
 		}
 	}
+}
+
+// spent reports whether e holds nothing a new entry would not: no open
+// connection and a full bucket. Dropping it hands its address nothing.
+func (t *IPTable) spent(e *ipEntry, now time.Time) bool {
+	return e.conns == 0 && (e.limiter == nil || e.limiter.TokensAt(now) >= float64(t.burst))
+}
+
+// makeRoomLocked drops spent entries among at most evictSample of a full
+// shard's (map order is random, so successive calls look at different
+// ones). It never scans the shard: under an address spray every new
+// address would pay for that.
+func (t *IPTable) makeRoomLocked(s *ipShard) {
+	now := t.now()
+	n := 0
+	for ip, e := range s.m {
+		if n == evictSample {
+			break
+		}
+		n++
+		if t.spent(e, now) {
+			delete(s.m, ip)
+		}
+	}
+	t.scanned.Add(int64(n))
 }
 
 // SetBounds changes the eviction bounds (for tests and tuning).

@@ -132,6 +132,10 @@ type Bind struct {
 type Access struct {
 	// BasicAuth entries are "user:password"; a visitor must present one.
 	BasicAuth []string `json:"basic_auth,omitempty"`
+	// BasicAuthForward passes the visitor's Authorization header, once it
+	// matched BasicAuth, on to the local app; by default the server
+	// removes it.
+	BasicAuthForward bool `json:"basic_auth_forward,omitempty"`
 	// AllowCIDR, when not empty, admits only visitors from these networks;
 	// DenyCIDR refuses visitors from these (checked first).
 	AllowCIDR []string `json:"allow_cidr,omitempty"`

@@ -1,7 +1,7 @@
 package server
 
 import (
-	"crypto/sha256"
+	"context"
 	"crypto/subtle"
 	"fmt"
 	"net/http"
@@ -14,15 +14,17 @@ import (
 	"github.com/porthole/porthole/internal/protocol"
 )
 
-// access is a tunnel's compiled visitor access control.
+// access is a tunnel's compiled visitor access control. No password is
+// kept as given: basic holds argon2id digests (basicauth.go).
 type access struct {
-	// basic holds SHA-256 digests of "user:password", so the passwords
-	// are not kept in memory as given and comparisons take constant time.
-	basic   [][sha256.Size]byte
-	allow   []netip.Prefix
-	deny    []netip.Prefix
-	require []headerPair
-	raw     protocol.Access // as bound, to compare pool members' rules
+	basic []credDigest
+	// forwardAuth keeps the visitor's Authorization header for the local
+	// app; by default the credential stays at the server.
+	forwardAuth bool
+	verified    credCache
+	allow       []netip.Prefix
+	deny        []netip.Prefix
+	require     []headerPair
 }
 
 type headerPair struct{ name, value string }
@@ -33,7 +35,9 @@ type headerRules struct {
 	reqRemove, respRemove []string
 }
 
-func compileAccess(a *protocol.Access) (*access, error) {
+// compileAccess checks and compiles a bind's access rules; ctx bounds the
+// wait for a hashing slot.
+func compileAccess(ctx context.Context, a *protocol.Access) (*access, error) {
 	if a == nil || (len(a.BasicAuth) == 0 && len(a.AllowCIDR) == 0 && len(a.DenyCIDR) == 0 && len(a.RequireHeader) == 0) {
 		return nil, nil
 	}
@@ -42,12 +46,11 @@ func compileAccess(a *protocol.Access) (*access, error) {
 			return nil, badOption("at most %d entries per access rule list", protocol.MaxAccessRules)
 		}
 	}
-	c := &access{raw: *a}
+	c := &access{forwardAuth: a.BasicAuthForward}
 	for _, cred := range a.BasicAuth {
 		if user, _, ok := strings.Cut(cred, ":"); !ok || user == "" {
 			return nil, badOption("basic auth entries are USER:PASSWORD")
 		}
-		c.basic = append(c.basic, sha256.Sum256([]byte(cred)))
 	}
 	for _, list := range []struct {
 		in  []string
@@ -64,6 +67,14 @@ func compileAccess(a *protocol.Access) (*access, error) {
 	var err error
 	if c.require, err = parsePairs(a.RequireHeader, "required header"); err != nil {
 		return nil, err
+	}
+	// Hashed last, once every entry is known to be well formed.
+	for _, cred := range a.BasicAuth {
+		d, err := hashCred(ctx, cred)
+		if err != nil {
+			return nil, protocol.Err(protocol.CodeShuttingDown, false, "bind abandoned: %v", err)
+		}
+		c.basic = append(c.basic, d)
 	}
 	return c, nil
 }
@@ -136,6 +147,15 @@ type denial struct {
 	code   string
 }
 
+// Codes of access refusals.
+const (
+	codeBasicRequired = "basic_auth_required"
+	codeBasicFailed   = "basic_auth_failed"
+)
+
+// hasBasic reports whether the tunnel asks visitors for a password.
+func (a *access) hasBasic() bool { return a != nil && len(a.basic) > 0 }
+
 // check decides whether r's visitor may reach the tunnel. Network rules
 // come first, so a denied address learns nothing about the credentials.
 func (a *access) check(r *http.Request) *denial {
@@ -156,17 +176,15 @@ func (a *access) check(r *http.Request) *denial {
 	if len(a.basic) > 0 {
 		user, pass, ok := r.BasicAuth()
 		if !ok {
-			return &denial{http.StatusUnauthorized, "This tunnel requires a user name and password.", "basic_auth_required"}
+			return &denial{http.StatusUnauthorized, "This tunnel requires a user name and password.", codeBasicRequired}
 		}
-		sum := sha256.Sum256([]byte(user + ":" + pass))
-		match := 0
-		for _, want := range a.basic {
-			// Compare against every entry so timing does not tell which
-			// one (or whether any) matched.
-			match |= subtle.ConstantTimeCompare(sum[:], want[:])
+		ok, err := verifyBasic(r.Context(), a.basic, &a.verified, user+":"+pass)
+		if err != nil {
+			// The visitor left while waiting for a hashing slot.
+			return &denial{http.StatusServiceUnavailable, "The server is busy checking passwords.", "basic_auth_busy"}
 		}
-		if match != 1 {
-			return &denial{http.StatusUnauthorized, "Wrong user name or password.", "basic_auth_failed"}
+		if !ok {
+			return &denial{http.StatusUnauthorized, "Wrong user name or password.", codeBasicFailed}
 		}
 	}
 	return nil
@@ -177,8 +195,10 @@ func (a *access) sameAs(b *access) bool {
 	if a == nil || b == nil {
 		return a == nil && b == nil
 	}
-	return slices.Equal(a.raw.BasicAuth, b.raw.BasicAuth) && slices.Equal(a.raw.AllowCIDR, b.raw.AllowCIDR) &&
-		slices.Equal(a.raw.DenyCIDR, b.raw.DenyCIDR) && slices.Equal(a.raw.RequireHeader, b.raw.RequireHeader)
+	// The digests are deterministic within the process (one salt), so
+	// equal entries have equal digests; no password is needed here.
+	return slices.Equal(a.basic, b.basic) && a.forwardAuth == b.forwardAuth &&
+		slices.Equal(a.allow, b.allow) && slices.Equal(a.deny, b.deny) && slices.Equal(a.require, b.require)
 }
 
 // applyRequest edits an outgoing request's headers.

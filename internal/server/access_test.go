@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -13,9 +14,9 @@ import (
 
 func mustAccess(t *testing.T, a protocol.Access) *access {
 	t.Helper()
-	c, err := compileAccess(&a)
+	c, err := compileAccess(context.Background(), &a)
 	if err != nil {
-		t.Fatalf("compileAccess(%+v): %v", a, err)
+		t.Fatalf("compileAccess(context.Background(), %+v): %v", a, err)
 	}
 	return c
 }
@@ -52,8 +53,8 @@ func wantDenial(t *testing.T, what string, a *access, r *http.Request, status in
 
 func TestCompileAccessEmpty(t *testing.T) {
 	for _, a := range []*protocol.Access{nil, {}, {BasicAuth: []string{}}} {
-		if c, err := compileAccess(a); c != nil || err != nil {
-			t.Fatalf("compileAccess(%+v) = %v, %v; want no rules", a, c, err)
+		if c, err := compileAccess(context.Background(), a); c != nil || err != nil {
+			t.Fatalf("compileAccess(context.Background(), %+v) = %v, %v; want no rules", a, c, err)
 		}
 	}
 	var none *access
@@ -84,9 +85,9 @@ func TestCompileAccessRejects(t *testing.T) {
 		{BasicAuth: many},
 		{RequireHeader: many},
 	} {
-		c, err := compileAccess(&a)
+		c, err := compileAccess(context.Background(), &a)
 		if c != nil || !isCode(err, protocol.CodeBadRequest) || !err.(*protocol.Error).Final {
-			t.Errorf("compileAccess(%.80v): %v, %v; want a final bad_request", a, c, err)
+			t.Errorf("compileAccess(context.Background(), %.80v): %v, %v; want a final bad_request", a, c, err)
 			continue
 		}
 		for _, cred := range a.BasicAuth {

@@ -59,7 +59,7 @@ func (s *Server) bind(ctx context.Context, ss *session, b *protocol.Bind) (*tunn
 		reqRate:  limits.NewBucket(ss.lim.RequestsPerSecond, ss.lim.RequestBurst(), s.now),
 		maxConns: int64(ss.lim.MaxConnectionsPerTunnel)}
 	var err error
-	if t.access, err = compileAccess(b.Access); err != nil {
+	if t.access, err = compileAccess(ctx, b.Access); err != nil {
 		return nil, err
 	}
 	if t.headers, err = compileHeaderRules(b.Headers); err != nil {

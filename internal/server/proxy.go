@@ -56,21 +56,7 @@ func (s *Server) servePublic(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if d := rt.access.check(r); d != nil {
-		// Refused visitors never reach the client. Wrong passwords are
-		// throttled per address: a burst of tries, then one a second.
-		if d.status == http.StatusUnauthorized {
-			if ok, wait := s.accessFailures.Allow(remoteIP(r.RemoteAddr)); !ok {
-				s.hits.Hit(limits.AccessFailures, "remote", r.RemoteAddr, "host", host)
-				s.tooMany(w, r, limits.AccessFailures, wait, "Too many wrong passwords from your address.")
-				return
-			}
-			if len(rt.access.basic) > 0 {
-				w.Header().Set("WWW-Authenticate", `Basic realm="porthole", charset="UTF-8"`)
-			}
-		}
-		s.stats.countRequest(d.status)
-		s.page(w, r, d.status, http.StatusText(d.status), d.reason, "", d.code)
+	if !s.checkAccess(rt.access, w, r, host) {
 		return
 	}
 	if ok, wait := t.reqRate.Allow(); !ok {
@@ -88,6 +74,40 @@ func (s *Server) servePublic(w http.ResponseWriter, r *http.Request) {
 		defer t.inflight.Add(-1)
 	}
 	s.proxyRequest(t, w, r)
+}
+
+// checkAccess applies a tunnel's access rules to a visitor and answers a
+// refused one; it reports whether the request may go on. Refused visitors
+// never reach the client. Wrong passwords are throttled per address (IPv6:
+// per /64): a burst of tries, then one a second. The throttle comes
+// first: an address out of tries gets 429 whatever it sends, the right
+// password included, and costs no hash. Each try takes its token before
+// the password is checked, so parallel guesses cannot exceed the burst;
+// anything but a wrong password gives it back.
+func (s *Server) checkAccess(a *access, w http.ResponseWriter, r *http.Request, host string) bool {
+	refund := func() {}
+	if a.hasBasic() {
+		ok, wait, back := s.accessFailures.Reserve(remoteIP(r.RemoteAddr))
+		if !ok {
+			s.hits.Hit(limits.AccessFailures, "remote", r.RemoteAddr, "host", host)
+			s.tooMany(w, r, limits.AccessFailures, wait, "Too many wrong passwords from your address.")
+			return false
+		}
+		refund = back
+	}
+	d := a.check(r)
+	if d == nil || d.code != codeBasicFailed {
+		refund()
+	}
+	if d == nil {
+		return true
+	}
+	if d.status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Basic realm="porthole", charset="UTF-8"`)
+	}
+	s.stats.countRequest(d.status)
+	s.page(w, r, d.status, http.StatusText(d.status), d.reason, "", d.code)
+	return false
 }
 
 func (s *Server) clientAway(w http.ResponseWriter, r *http.Request, host string) {
@@ -152,12 +172,17 @@ func (s *Server) rewrite(t *tunnel, pr *httputil.ProxyRequest) {
 	// X-Forwarded-Host and X-Forwarded-Proto. Any such headers the visitor
 	// sent are dropped by Rewrite first, so a visitor cannot spoof them.
 	pr.SetXForwarded()
-	t.headers.applyRequest(pr.Out.Header)
+	// The other headers that name the visitor's address: as the server
+	// saw the visitor, or not at all, never as the visitor claimed.
+	for _, h := range visitorAddrHeaders {
+		pr.Out.Header.Del(h)
+	}
 	proto := "http"
 	if pr.In.TLS != nil {
 		proto = "https"
 	}
 	if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+		pr.Out.Header.Set("X-Real-Ip", ip)
 		// RFC 7239: IPv6 addresses are quoted and bracketed.
 		forIP := ip
 		if strings.Contains(ip, ":") {
@@ -165,6 +190,23 @@ func (s *Server) rewrite(t *tunnel, pr *httputil.ProxyRequest) {
 		}
 		pr.Out.Header.Set("Forwarded", fmt.Sprintf("for=%s;host=%q;proto=%s", forIP, pr.In.Host, proto))
 	}
+	// The password that let the visitor in is the tunnel's, not the
+	// app's: it stays here unless the tunnel asks to pass it on. (Without
+	// basic auth on the tunnel, the header is the visitor's for the app.)
+	if a := t.access; a.hasBasic() && !a.forwardAuth {
+		pr.Out.Header.Del("Authorization")
+	}
+	// The tunnel's own rules come last, so they can remove or set any of
+	// the above.
+	t.headers.applyRequest(pr.Out.Header)
+}
+
+// visitorAddrHeaders are request headers that, by one convention or
+// another, carry the client's address. A visitor's copies are dropped;
+// X-Real-Ip and Forwarded are then set from the connection.
+var visitorAddrHeaders = []string{
+	"X-Real-Ip", "True-Client-Ip", "Forwarded", "X-Client-Ip", "X-Cluster-Client-Ip",
+	"Cf-Connecting-Ip", "Fastly-Client-Ip", "X-Forwarded", "Forwarded-For", "Client-Ip", "X-Originating-Ip",
 }
 
 // errMemberRefused replaces a pool member's "local app refused" answer so

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"strconv"
 	"strings"
 	"testing"
@@ -242,7 +243,7 @@ func TestClaimPool(t *testing.T) {
 	a3 := claimSession("alice", "c4")
 	wantCode(t, s.claim(a3, &tunnel{sess: a3}, key, nil), protocol.CodeNameTaken)
 	// Members must share the access rules.
-	acc, err := compileAccess(&protocol.Access{BasicAuth: []string{"u:p"}})
+	acc, err := compileAccess(context.Background(), &protocol.Access{BasicAuth: []string{"u:p"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,151 @@
+package limits
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+)
+
+func TestAddrKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.7":               "192.0.2.7",
+		"::ffff:192.0.2.7":        "192.0.2.7",
+		"2001:db8:1:2:3:4:5:6":    "2001:db8:1:2::",
+		"2001:db8:1:2:ffff::1":    "2001:db8:1:2::",
+		"fe80::1%eth0":            "fe80::",
+		"::1":                     "::",
+		"2001:db8:1:3::1":         "2001:db8:1:3::",
+		"2001:0db8:0001:0002::99": "2001:db8:1:2::",
+	} {
+		if got := AddrKey(netip.MustParseAddr(in)); got != netip.MustParseAddr(want) {
+			t.Errorf("AddrKey(%s) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+// TestIPTableIPv6Per64: addresses in one /64 share a budget (requests and
+// connections); another /64 has its own. An attacker holding a /64 gets
+// one address's worth, not 2^64.
+func TestIPTableIPv6Per64(t *testing.T) {
+	clk := newFakeClock()
+	a1 := netip.MustParseAddr("2001:db8:0:1::1")
+	a2 := netip.MustParseAddr("2001:db8:0:1:ffff:ffff:ffff:ffff")
+	other := netip.MustParseAddr("2001:db8:0:2::1")
+
+	rt := NewIPTable(1, 3, 0, clk.Now)
+	for i := range 3 {
+		a := a1
+		if i%2 == 1 {
+			a = a2
+		}
+		if ok, _ := rt.Allow(a); !ok {
+			t.Fatalf("request %d refused within the burst", i)
+		}
+	}
+	if ok, _ := rt.Allow(a2); ok {
+		t.Fatal("a second address in the same /64 got a fresh burst")
+	}
+	if ok, _ := rt.Allow(netip.MustParseAddr("2001:db8:0:1:1234::9")); ok {
+		t.Fatal("a third address in the same /64 got a fresh burst")
+	}
+	if ok, _ := rt.Allow(other); !ok {
+		t.Fatal("another /64 was refused")
+	}
+
+	ct := NewIPTable(0, 0, 2, clk.Now)
+	if !ct.Acquire(a1) || !ct.Acquire(a2) {
+		t.Fatal("connections within the cap refused")
+	}
+	if ct.Acquire(netip.MustParseAddr("2001:db8:0:1::77")) {
+		t.Fatal("a third connection from the same /64 admitted over a cap of 2")
+	}
+	if !ct.Acquire(other) {
+		t.Fatal("another /64 refused")
+	}
+	ct.Release(a2) // released under any address of the /64
+	if !ct.Acquire(netip.MustParseAddr("2001:db8:0:1::77")) {
+		t.Fatal("a released connection was not given back to the /64")
+	}
+	if ct.Len() != 2 {
+		t.Fatalf("Len = %d, want one entry per /64", ct.Len())
+	}
+}
+
+// TestIPTableReserve: a reservation takes a token at once, so concurrent
+// attempts cannot exceed the burst; a refund gives it back.
+func TestIPTableReserve(t *testing.T) {
+	clk := newFakeClock()
+	tb := NewIPTable(1, 3, 0, clk.Now)
+	a := addr(1)
+	var refunds []func()
+	for i := range 3 {
+		ok, _, refund := tb.Reserve(a)
+		if !ok {
+			t.Fatalf("reservation %d refused within the burst", i)
+		}
+		refunds = append(refunds, refund)
+	}
+	ok, wait, _ := tb.Reserve(a)
+	if ok || wait <= 0 {
+		t.Fatalf("fourth reservation in flight: ok=%v wait=%v, want refused with a wait", ok, wait)
+	}
+	refunds[0]()
+	if ok, _, _ := tb.Reserve(a); !ok {
+		t.Fatal("a refunded token was not given back")
+	}
+	if ok, _, _ := tb.Reserve(a); ok {
+		t.Fatal("more tokens than the burst after one refund")
+	}
+	clk.Advance(time.Second)
+	if ok, _, _ := tb.Reserve(a); !ok {
+		t.Fatal("the bucket did not refill")
+	}
+	var off *IPTable
+	if ok, _, refund := off.Reserve(a); !ok || refund == nil {
+		t.Fatal("a nil table must admit and return a usable refund")
+	}
+}
+
+// TestIPTableFullShardWorkBounded fills tables of different sizes to
+// their cap with entries that cannot be dropped (each holds a
+// connection), then sends new addresses at them. The entries each request
+// looks at to make room stay under a constant, whatever the table size.
+func TestIPTableFullShardWorkBounded(t *testing.T) {
+	for _, size := range []int{640, 64_000} {
+		clk := newFakeClock()
+		tb := NewIPTable(0, 0, 1, clk.Now)
+		tb.SetBounds(size, time.Minute)
+		for i := 0; tb.Len() < size; i++ {
+			tb.Acquire(addr(i))
+		}
+		before := tb.scanned.Load()
+		const newcomers = 5000
+		for i := range newcomers {
+			clk.Advance(time.Second) // old code rescanned a full shard once a second
+			tb.Acquire(addr(1_000_000 + i))
+		}
+		per := float64(tb.scanned.Load()-before) / newcomers
+		if per > evictSample {
+			t.Fatalf("table of %d: %.1f entries looked at per new address, want at most %d", size, per, evictSample)
+		}
+		if tb.Len() > size {
+			t.Fatalf("table of %d holds %d entries", size, tb.Len())
+		}
+	}
+	// Spent entries (no connection, full bucket) make room at once.
+	clk := newFakeClock()
+	tb := NewIPTable(1, 2, 1, clk.Now)
+	tb.SetBounds(64, time.Hour)
+	for i := range 64 * 50 {
+		tb.Acquire(addr(i))
+		tb.Release(addr(i))
+	}
+	if n := tb.Len(); n > 64 {
+		t.Fatalf("Len = %d over a bound of 64", n)
+	}
+	a := addr(999_999)
+	tb.Allow(a)
+	if _, own := tb.shard(a).m[a]; !own {
+		t.Fatal("a new address was put in the overflow although its shard held only spent entries")
+	}
+}
