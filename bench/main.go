@@ -28,8 +28,9 @@ import (
 	"os"
 	"runtime"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/porthole/porthole/bench/internal/procs"
 )
 
 // options are the command-line flags.
@@ -158,20 +159,12 @@ func main() {
 	}
 }
 
-// raiseFileLimit lifts the soft open-file limit to the hard one. Go does
-// this for itself at start-up but restores the old limit for child
-// processes; an explicit Setrlimit is inherited by them (the server holds
-// one socket per session, the sessions helper one per session too).
+// raiseFileLimit lifts the soft open-file limit to the hard one, for
+// this process and the children it starts (the server holds one socket
+// per session, the sessions helper one per session too).
 func raiseFileLimit() {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		return
-	}
-	if rl.Cur < rl.Max {
-		rl.Cur = rl.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-			fmt.Fprintln(os.Stderr, "bench: cannot raise the open-file limit:", err)
-		}
+	if _, err := procs.RaiseFileLimit(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
 	}
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -48,20 +47,7 @@ func waitHTTP(url string, timeout time.Duration) error {
 }
 
 // rss returns the resident set size of pid in bytes (VmRSS).
-func rss(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			v = strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB"))
-			kb, err := strconv.ParseInt(v, 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, errors.New("no VmRSS in /proc status")
-}
+func rss(pid int) (int64, error) { return procs.RSS(pid) }
 
 // cpuOf sums the CPU time of pids.
 func cpuOf(pids ...int) time.Duration {

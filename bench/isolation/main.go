@@ -27,6 +27,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/porthole/porthole/bench/internal/harness"
 	"github.com/porthole/porthole/bench/internal/procs"
 )
 
@@ -116,12 +117,12 @@ type result struct {
 		Phase             string  `json:"phase"`
 		CPUs              int     `json:"cpus"`
 	} `json:"config"`
-	Unloaded latencyStats `json:"unloaded"`
-	Loaded   latencyStats `json:"loaded"`
+	Unloaded harness.LatencyStats `json:"unloaded"`
+	Loaded   harness.LatencyStats `json:"loaded"`
 	// DirectUnloaded and DirectLoaded are the control: the measured
 	// tunnel's app at the same rate, not through porthole.
-	DirectUnloaded latencyStats `json:"direct_unloaded"`
-	DirectLoaded   latencyStats `json:"direct_loaded"`
+	DirectUnloaded harness.LatencyStats `json:"direct_unloaded"`
+	DirectLoaded   harness.LatencyStats `json:"direct_loaded"`
 	// P99Ratio is the loaded p99 over the unloaded p99, DirectP99Ratio
 	// the same for the control.
 	P99Ratio       float64 `json:"p99_ratio"`

@@ -20,39 +20,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/porthole/porthole/bench/internal/harness"
 	"github.com/porthole/porthole/bench/internal/procs"
 )
-
-// latencyStats summarises one condition's samples.
-type latencyStats struct {
-	N      int     `json:"n"`
-	Errors int     `json:"errors"`
-	P50ms  float64 `json:"p50_ms"`
-	P90ms  float64 `json:"p90_ms"`
-	P99ms  float64 `json:"p99_ms"`
-	Maxms  float64 `json:"max_ms"`
-}
-
-func (l latencyStats) String() string {
-	return fmt.Sprintf("n=%d errors=%d p50=%.2fms p90=%.2fms p99=%.2fms max=%.2fms", l.N, l.Errors, l.P50ms, l.P90ms, l.P99ms, l.Maxms)
-}
-
-func summarise(d []time.Duration, errors int) latencyStats {
-	slices.Sort(d)
-	ms := func(q float64) float64 {
-		if len(d) == 0 {
-			return 0
-		}
-		i := min(len(d)-1, int(q*float64(len(d))))
-		return float64(d[i]) / float64(time.Millisecond)
-	}
-	return latencyStats{N: len(d), Errors: errors, P50ms: ms(0.50), P90ms: ms(0.90), P99ms: ms(0.99), Maxms: ms(1)}
-}
 
 func run(ctx context.Context, dir string, o options) (*result, error) {
 	cfg := fmt.Sprintf("[limits]\nrequests_per_second = %g\nburst = %d\nbandwidth_bytes_per_second = %d\nmax_tunnels_per_user = 10\n",
 		o.rps, o.burst, o.bandwidth)
-	srv, err := startServer(dir, o.bin, cfg)
+	srv, err := harness.StartServer(dir, o.bin, harness.ServerOptions{Domain: "iso.test", Config: cfg})
 	if err != nil {
 		return nil, err
 	}
@@ -61,10 +36,10 @@ func run(ctx context.Context, dir string, o options) (*result, error) {
 	// Three users, each with a key.
 	keys := map[string]string{}
 	for _, u := range []string{"flooded", "hog", "victim"} {
-		if _, err := srv.adminCmd("users", "add", u); err != nil {
+		if _, err := srv.AdminCmd("users", "add", u); err != nil {
 			return nil, err
 		}
-		k, err := srv.adminCmd("keys", "create", "--user", u)
+		k, err := srv.AdminCmd("keys", "create", "--user", u)
 		if err != nil {
 			return nil, err
 		}
@@ -74,12 +49,12 @@ func run(ctx context.Context, dir string, o options) (*result, error) {
 	// The apps: the measured tunnel's here; the flooded tunnel's and the
 	// bandwidth user's in a process of their own, so that serving the
 	// abuse does not share this process with the measurement.
-	victimPort, stopVictim, err := startApp(smallApp())
+	victimPort, stopVictim, err := harness.StartApp(smallApp())
 	if err != nil {
 		return nil, err
 	}
 	defer stopVictim()
-	apps, err := startProc(dir, "apps", selfExe(), "-role", "apps")
+	apps, err := harness.StartProc(dir, "apps", selfExe(), "-role", "apps")
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +70,7 @@ func run(ctx context.Context, dir string, o options) (*result, error) {
 	// CPU time by process, to see who competes for the CPUs.
 	cpu := map[string]func() float64{"server": cpuSeconds(srv.Proc), "apps (flooded, hog)": cpuSeconds(apps), "this (measuring)": selfCPUSeconds}
 	for _, user := range []string{"flooded", "hog", "victim"} {
-		c, host, err := startClient(dir, o.bin, user, srv, ports[user], keys[user])
+		c, host, err := harness.StartClient(dir, user, srv, strconv.Itoa(ports[user]), keys[user])
 		if err != nil {
 			return nil, err
 		}
@@ -103,14 +78,14 @@ func run(ctx context.Context, dir string, o options) (*result, error) {
 		hosts[user] = host
 		cpu["client "+user] = cpuSeconds(c)
 	}
-	log.Printf("server %s; tunnels %v", srv.http, hosts)
+	log.Printf("server %s; tunnels %v", srv.HTTP, hosts)
 
 	res := &result{}
 	res.Config.RequestsPerSecond, res.Config.Burst, res.Config.BandwidthBytes = o.rps, o.burst, o.bandwidth
 	res.Config.FloodRate, res.Config.VictimRate = o.rps*o.floodFactor, o.victimRate
 	res.Config.Rounds, res.Config.Phase, res.Config.CPUs = o.rounds, o.phase.String(), runtime.NumCPU()
 
-	victim := visitor(srv.http, 64)
+	victim := harness.Visitor(srv.HTTP, 64)
 	victimURL := "http://" + hosts["victim"] + "/"
 	// The control: the same app at the same rate, not through porthole.
 	// It shows how much of the latency is the machine's, not the tunnel's.
@@ -154,12 +129,12 @@ func run(ctx context.Context, dir string, o options) (*result, error) {
 		timeUnloaded += time.Since(t0).Seconds()
 		unloaded, errUnloaded = append(unloaded, d...), errUnloaded+e
 		directUnloaded = append(directUnloaded, dd...)
-		log.Printf("round %d unloaded: %s; direct p99=%.2fms", r+1, summarise(d, e), summarise(dd, 0).P99ms)
+		log.Printf("round %d unloaded: %s; direct p99=%.2fms", r+1, harness.Summarise(d, e), harness.Summarise(dd, 0).P99ms)
 
 		// The abuse comes from a process of its own, so that it competes
 		// with the measured requests only for the server and the CPUs,
 		// as abusive visitors elsewhere would.
-		ab, err := startAbuse(dir, r, srv.http, "http://"+hosts["flooded"]+"/", "http://"+hosts["hog"]+"/", o.rps*o.floodFactor)
+		ab, err := startAbuse(dir, r, srv.HTTP, "http://"+hosts["flooded"]+"/", "http://"+hosts["hog"]+"/", o.rps*o.floodFactor)
 		if err != nil {
 			return nil, err
 		}
@@ -177,14 +152,14 @@ func run(ctx context.Context, dir string, o options) (*result, error) {
 		abuse.add(st)
 		loaded, errLoaded = append(loaded, d...), errLoaded+e
 		directLoaded = append(directLoaded, dd...)
-		if u := summarise(unloaded[len(unloaded)-len(d):], 0).P99ms; u > 0 {
-			res.RoundRatios = append(res.RoundRatios, summarise(d, 0).P99ms/u)
+		if u := harness.Summarise(unloaded[len(unloaded)-len(d):], 0).P99ms; u > 0 {
+			res.RoundRatios = append(res.RoundRatios, harness.Summarise(d, 0).P99ms/u)
 		}
-		log.Printf("round %d loaded:   %s; direct p99=%.2fms", r+1, summarise(d, e), summarise(dd, 0).P99ms)
+		log.Printf("round %d loaded:   %s; direct p99=%.2fms", r+1, harness.Summarise(d, e), harness.Summarise(dd, 0).P99ms)
 		time.Sleep(time.Second) // let the abuse drain
 	}
-	res.Unloaded, res.Loaded = summarise(unloaded, errUnloaded), summarise(loaded, errLoaded)
-	res.DirectUnloaded, res.DirectLoaded = summarise(directUnloaded, 0), summarise(directLoaded, 0)
+	res.Unloaded, res.Loaded = harness.Summarise(unloaded, errUnloaded), harness.Summarise(loaded, errLoaded)
+	res.DirectUnloaded, res.DirectLoaded = harness.Summarise(directUnloaded, 0), harness.Summarise(directLoaded, 0)
 	if res.DirectUnloaded.P99ms > 0 {
 		res.DirectP99Ratio = res.DirectLoaded.P99ms / res.DirectUnloaded.P99ms
 	}
@@ -207,7 +182,7 @@ func run(ctx context.Context, dir string, o options) (*result, error) {
 	for k, v := range cpuLoaded {
 		res.CPULoaded[k] = 100 * v / timeLoaded
 	}
-	res.LimitHits = srv.limitHits()
+	res.LimitHits = srv.LimitHits()
 	return res, nil
 }
 
@@ -223,7 +198,7 @@ func bulkApp() http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPut {
-			n := drain(r.Body)
+			n := harness.Drain(r.Body)
 			io.WriteString(w, strconv.FormatInt(n, 10))
 			return
 		}
@@ -244,12 +219,12 @@ func bulkApp() http.Handler {
 func runApps() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	small, stopSmall, err := startApp(smallApp())
+	small, stopSmall, err := harness.StartApp(smallApp())
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer stopSmall()
-	bulk, stopBulk, err := startApp(bulkApp())
+	bulk, stopBulk, err := harness.StartApp(bulkApp())
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -297,7 +272,7 @@ func measure(ctx context.Context, c *http.Client, url string, rate float64, d ti
 			defer wg.Done()
 			resp, err := c.Get(url)
 			if err == nil {
-				drain(resp.Body)
+				harness.Drain(resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode != 200 {
 					err = fmt.Errorf("status %d", resp.StatusCode)
@@ -359,7 +334,7 @@ func runAbuse(addr, floodURL, hogURL string, rate float64) {
 type abuser struct{ p *procs.Proc }
 
 func startAbuse(dir string, round int, addr, floodURL, hogURL string, rate float64) (*abuser, error) {
-	p, err := startProc(dir, fmt.Sprintf("abuse-%d", round+1), selfExe(), "-role", "abuse", "-addr", addr,
+	p, err := harness.StartProc(dir, fmt.Sprintf("abuse-%d", round+1), selfExe(), "-role", "abuse", "-addr", addr,
 		"-flood-url", floodURL, "-hog-url", hogURL, "-flood-rate", strconv.FormatFloat(rate, 'f', -1, 64))
 	if err != nil {
 		return nil, err
@@ -386,7 +361,7 @@ type floodStats struct {
 // (and show as an achieved rate below the target).
 func flood(ctx context.Context, addr, url string, rate float64, st *floodStats) {
 	const workers = 64
-	c := visitor(addr, workers)
+	c := harness.Visitor(addr, workers)
 	defer c.CloseIdleConnections()
 	tokens := make(chan struct{}, workers)
 	var wg sync.WaitGroup
@@ -403,7 +378,7 @@ func flood(ctx context.Context, addr, url string, rate float64, st *floodStats) 
 					}
 					continue
 				}
-				drain(resp.Body)
+				harness.Drain(resp.Body)
 				resp.Body.Close()
 				st.sent.Add(1)
 				switch resp.StatusCode {
@@ -443,7 +418,7 @@ loop:
 // hog downloads and uploads through url without pause until ctx ends,
 // counting the bytes each way.
 func hog(ctx context.Context, addr, url string, down, up *atomic.Int64) {
-	c := visitor(addr, 4)
+	c := harness.Visitor(addr, 4)
 	c.Timeout = 0
 	defer c.CloseIdleConnections()
 	const size = 64 << 20
@@ -472,7 +447,7 @@ func hog(ctx context.Context, addr, url string, down, up *atomic.Int64) {
 			if err != nil {
 				continue
 			}
-			drain(resp.Body)
+			harness.Drain(resp.Body)
 			resp.Body.Close()
 		}
 	}()

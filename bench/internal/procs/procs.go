@@ -81,6 +81,9 @@ func Start(dir, name string, env []string, bin string, args ...string) (*Proc, e
 	return p, nil
 }
 
+// Exited is closed once the process has exited.
+func (p *Proc) Exited() <-chan struct{} { return p.exited }
+
 // Pid is the process's ID.
 func (p *Proc) Pid() int { return p.Cmd.Process.Pid }
 
