@@ -98,14 +98,20 @@ func TestAccess(t *testing.T) {
 		if n := app.hits.Load(); n != 3 {
 			t.Fatalf("the app saw %d requests; want only the 3 with valid credentials", n)
 		}
-		// The app receives the visitor's Authorization header, unless a
-		// rule removes it.
+		// The tunnel's password is the tunnel's: the app does not see the
+		// visitor's Authorization header, unless the tunnel passes it on.
 		expect(t, "alice", poolDo(v1, http.MethodGet, url+"/headers", "", accBasic("alice", accAlicePW)), 200)
-		if app.lastHeaders().Get("Authorization") == "" {
-			t.Fatal("the app did not get the Authorization header")
+		if got := app.lastHeaders().Values("Authorization"); len(got) > 0 {
+			t.Fatalf("the app got the tunnel's password: Authorization %q", got)
 		}
-		stripped := client(t, app.port, "--subdomain", "locked-stripped", "--basic-auth", "alice:"+accAlicePW,
-			"--request-header-remove", "Authorization").forwarding(t)
+		stripped := client(t, app.port, "--subdomain", "locked-forwarded", "--basic-auth", "alice:"+accAlicePW,
+			"--basic-auth-forward").forwarding(t)
+		expect(t, "alice, header forwarded", poolDo(v1, http.MethodGet, stripped+"/headers", "", accBasic("alice", accAlicePW)), 200)
+		if got := app.lastHeaders().Get("Authorization"); got != strings.TrimPrefix(accBasic("alice", accAlicePW), "Authorization: ") {
+			t.Fatalf("with --basic-auth-forward the app got Authorization %q", got)
+		}
+		stripped = client(t, app.port, "--subdomain", "locked-stripped", "--basic-auth", "alice:"+accAlicePW,
+			"--basic-auth-forward", "--request-header-remove", "Authorization").forwarding(t)
 		expect(t, "alice, header removed", poolDo(v1, http.MethodGet, stripped+"/headers", "", accBasic("alice", accAlicePW)), 200)
 		if got := app.lastHeaders().Values("Authorization"); len(got) > 0 {
 			t.Fatalf("the app got Authorization %q although a rule removes it", got)

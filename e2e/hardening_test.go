@@ -107,8 +107,10 @@ func TestFrameFloodsCutOff(t *testing.T) {
 		{name: "data for unknown streams", prefix: open1, frame: func(uint32) []byte {
 			return append(muxFrame(frameData, 0, 1001, 1), 'x')
 		}},
-		{name: "stream opens with data", frame: func(i uint32) []byte {
-			return append(muxFrame(frameData, flagSYN, 2*i+1, 64<<10), make([]byte, 64<<10)...)
+		// Beside an idle control stream: garbage on the control stream
+		// itself ends the session for another reason.
+		{name: "stream opens with data", prefix: open1, frame: func(i uint32) []byte {
+			return append(muxFrame(frameData, flagSYN, 2*i+3, 64<<10), make([]byte, 64<<10)...)
 		}},
 		{name: "go-aways", prefix: open1, frame: func(uint32) []byte { return muxFrame(frameGoAway, 0, 0, 0) }},
 	}

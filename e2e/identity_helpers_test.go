@@ -3,6 +3,7 @@ package e2e
 import (
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -132,4 +133,21 @@ func issueIDCert(t *testing.T, ca *testCA, dir, cn string, server bool, notAfter
 	os.WriteFile(certFile, leaf.CertPEM, 0o600)
 	os.WriteFile(keyFile, leaf.KeyPEM, 0o600)
 	return certFile, keyFile
+}
+
+func readLeaf(t *testing.T, certFile string) *x509.Certificate {
+	t.Helper()
+	b, err := os.ReadFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatalf("%s: no PEM block", certFile)
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

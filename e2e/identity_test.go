@@ -125,6 +125,37 @@ func TestIdentity(t *testing.T) {
 		s.client(t, app, "--api-key", "phk_short").refused(t, `malformed`)
 	})
 
+	t.Run("TokenCutoff", func(t *testing.T) {
+		tok := s.mustAdmin(t, "tokens", "issue", "--user", "alice", "--ttl", "1h")
+		secrets = append(secrets, tok)
+		c := s.client(t, app, "--token", tok)
+		host := hostOfURL(t, c.forwarding(t))
+		if code, _ := s.visit(t, host); code != 200 {
+			t.Fatalf("before the cut-off: %d", code)
+		}
+		// Every token of alice's issued until now, with or without an id.
+		s.mustAdmin(t, "tokens", "cutoff", "--user", "alice")
+		if code := c.exit(t, 5*time.Second); code == 0 {
+			t.Fatal("client exited 0 after the cut-off")
+		}
+		if !strings.Contains(c.errOut(), "revoked") {
+			t.Fatalf("client stderr has no reason:\n%s", c.errOut())
+		}
+		s.client(t, app, "--token", tok).refused(t, `were revoked`)
+		// Tokens issued after it work (iat has a resolution of a second).
+		time.Sleep(1100 * time.Millisecond)
+		fresh := s.mustAdmin(t, "tokens", "issue", "--user", "alice", "--ttl", "1h")
+		secrets = append(secrets, fresh)
+		c = s.client(t, app, "--token", fresh)
+		if code, _ := s.visit(t, hostOfURL(t, c.forwarding(t))); code != 200 {
+			t.Fatalf("a token issued after the cut-off: %d", code)
+		}
+		c.stop()
+		if _, _, code := s.admin(t, "tokens", "cutoff"); code != 2 {
+			t.Fatalf("tokens cutoff without --user or --all: exit %d, want 2", code)
+		}
+	})
+
 	t.Run("ExpiredKey", func(t *testing.T) {
 		key := s.mustAdmin(t, "keys", "create", "--user", "alice", "--expires", "1s")
 		secrets = append(secrets, key)
@@ -362,6 +393,50 @@ func TestIdentityMTLS(t *testing.T) {
 			t.Fatalf("visit: %d", code)
 		}
 		c.stop()
+	})
+	t.Run("RevokedWhileConnected", func(t *testing.T) {
+		cert, key := issueIDCert(t, clientCA, dir, "alice", false, time.Now().Add(time.Hour))
+		c := s.client(t, app, withCert(cert, key)...)
+		host := hostOfURL(t, c.forwarding(t))
+		if code, _ := s.visit(t, host); code != 200 {
+			t.Fatalf("before revocation: %d", code)
+		}
+		s.mustAdmin(t, "certs", "revoke", "--file", cert, "--user", "alice")
+		if code := c.exit(t, 5*time.Second); code == 0 {
+			t.Fatal("client exited 0 after its certificate was revoked")
+		}
+		if !strings.Contains(c.errOut(), "revoked") {
+			t.Fatalf("client stderr has no reason:\n%s", c.errOut())
+		}
+		if code, _ := s.visit(t, host); code != 404 {
+			t.Fatalf("after revocation the name answers %d, want 404", code)
+		}
+		s.client(t, app, withCert(cert, key)...).refused(t, `certificate \(serial [0-9a-f]+\) was revoked`)
+	})
+	t.Run("RevokedBySerial", func(t *testing.T) {
+		cert, key := issueIDCert(t, clientCA, dir, "alice", false, time.Now().Add(time.Hour))
+		leaf := readLeaf(t, cert)
+		// As an operator copies it from openssl: colon-separated hex.
+		serial := leaf.SerialNumber.Text(16)
+		if len(serial)%2 == 1 {
+			serial = "0" + serial
+		}
+		var parts []string
+		for i := 0; i < len(serial); i += 2 {
+			parts = append(parts, serial[i:i+2])
+		}
+		s.mustAdmin(t, "certs", "revoke", strings.ToUpper(strings.Join(parts, ":")))
+		s.client(t, app, withCert(cert, key)...).refused(t, `was revoked`)
+		// Another certificate of the same user is not affected.
+		cert2, key2 := issueIDCert(t, clientCA, dir, "alice", false, time.Now().Add(time.Hour))
+		c := s.client(t, app, withCert(cert2, key2)...)
+		if code, _ := s.visit(t, hostOfURL(t, c.forwarding(t))); code != 200 {
+			t.Fatalf("another certificate of alice: %d", code)
+		}
+		c.stop()
+		if _, _, code := s.admin(t, "certs", "revoke", "not-hex"); code != 2 {
+			t.Fatalf("certs revoke garbage: exit %d, want 2", code)
+		}
 	})
 	t.Run("UnknownUser", func(t *testing.T) {
 		cert, key := issueIDCert(t, clientCA, dir, "mallory", false, time.Now().Add(time.Hour))

@@ -70,7 +70,7 @@ func adminCmd(g *globalFlags) *cobra.Command {
 	pf.StringVar(&e.cfgFile, "config", "", "the server's TOML configuration file")
 	pf.StringVar(&e.cfg.DataDir, "data-dir", e.cfg.DataDir, "the server's state directory")
 	pf.StringVar(&e.cfg.Database, "database", e.cfg.Database, "sqlite:PATH or postgres://...; overrides the SQLite file in --data-dir")
-	cmd.AddCommand(adminUsersCmd(e), adminKeysCmd(e), adminTokensCmd(e), adminReserveCmd(e), adminUnreserveCmd(e), adminReservationsCmd(e), adminDomainsCmd(e))
+	cmd.AddCommand(adminUsersCmd(e), adminKeysCmd(e), adminTokensCmd(e), adminReserveCmd(e), adminUnreserveCmd(e), adminReservationsCmd(e), adminDomainsCmd(e), adminCertsCmd(e))
 	return cmd
 }
 
@@ -475,7 +475,7 @@ func adminTokensCmd(e *adminEnv) *cobra.Command {
 	}
 	revoke.Flags().StringVar(&revUser, "user", "", "the token's user, for the record")
 	revoke.Flags().StringVar(&revExpires, "expires", "", "when the token expires anyway, so the entry can be dropped then (default: kept)")
-	cmd.AddCommand(issue, revoke)
+	cmd.AddCommand(issue, revoke, tokensCutoffCmd(e))
 	return cmd
 }
 

@@ -247,3 +247,6 @@ func knownAlgs() []string {
 	slices.Sort(out)
 	return out
 }
+
+// OwnIssuer is the iss of the server's own tokens.
+func (c Config) OwnIssuer() string { return c.withDefaults().TokenIssuer }

@@ -46,6 +46,7 @@ const evictSample = 8
 
 type ipEntry struct {
 	conns    int
+	pending  int // attempts in flight (Reserve)
 	limiter  *rate.Limiter
 	lastSeen time.Time
 }
@@ -136,27 +137,31 @@ func (t *IPTable) Allow(ip netip.Addr) (ok bool, retryAfter time.Duration) {
 	return allow(e.limiter, t.now())
 }
 
-// Reserve takes one token for ip, as Allow does, and returns refund to
-// give it back (for an attempt that turned out not to count, such as a
-// right password). Taking the token before the attempt is checked means
-// concurrent attempts from one address cannot together exceed its burst.
-// refund is never nil and may be called once.
-func (t *IPTable) Reserve(ip netip.Addr) (ok bool, retryAfter time.Duration, refund func()) {
+// Reserve starts an attempt from ip that costs a token only if it fails,
+// such as a password check, and reports whether ip may make it. Attempts
+// in flight count against the tokens left, so concurrent attempts from
+// one address cannot together exceed its burst; done ends the attempt,
+// taking the token when failed. done is never nil and is called once.
+func (t *IPTable) Reserve(ip netip.Addr) (ok bool, retryAfter time.Duration, done func(failed bool)) {
 	if t == nil || t.rate <= 0 {
-		return true, 0, func() {}
+		return true, 0, func(bool) {}
 	}
 	e, s := t.entry(ip)
 	defer s.mu.Unlock()
-	now := t.now()
-	r := e.limiter.ReserveN(now, 1)
-	if !r.OK() {
-		return false, time.Second, func() {}
+	left := e.limiter.TokensAt(t.now()) - float64(e.pending)
+	if left < 1 {
+		wait := time.Duration((1 - left) / float64(t.rate) * float64(time.Second))
+		return false, max(wait, time.Millisecond), func(bool) {}
 	}
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		return false, d, func() {}
+	e.pending++
+	return true, 0, func(failed bool) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		e.pending--
+		if failed {
+			e.limiter.AllowN(t.now(), 1)
+		}
 	}
-	return true, 0, func() { r.CancelAt(t.now()) }
 }
 
 // Acquire counts a new connection from ip; it returns false (and counts

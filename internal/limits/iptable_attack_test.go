@@ -77,32 +77,61 @@ func TestIPTableReserve(t *testing.T) {
 	clk := newFakeClock()
 	tb := NewIPTable(1, 3, 0, clk.Now)
 	a := addr(1)
-	var refunds []func()
+	var dones []func(bool)
 	for i := range 3 {
-		ok, _, refund := tb.Reserve(a)
+		ok, _, done := tb.Reserve(a)
 		if !ok {
-			t.Fatalf("reservation %d refused within the burst", i)
+			t.Fatalf("attempt %d refused within the burst", i)
 		}
-		refunds = append(refunds, refund)
+		dones = append(dones, done)
 	}
 	ok, wait, _ := tb.Reserve(a)
 	if ok || wait <= 0 {
-		t.Fatalf("fourth reservation in flight: ok=%v wait=%v, want refused with a wait", ok, wait)
+		t.Fatalf("fourth attempt in flight: ok=%v wait=%v, want refused with a wait", ok, wait)
 	}
-	refunds[0]()
+	dones[0](false) // succeeded: costs nothing
 	if ok, _, _ := tb.Reserve(a); !ok {
-		t.Fatal("a refunded token was not given back")
+		t.Fatal("an attempt that succeeded still holds its token")
 	}
+	dones[1](true)
+	dones[2](true)
+	// Two failures took two tokens, one attempt is in flight: none left.
 	if ok, _, _ := tb.Reserve(a); ok {
-		t.Fatal("more tokens than the burst after one refund")
+		t.Fatal("more attempts than the burst")
 	}
 	clk.Advance(time.Second)
 	if ok, _, _ := tb.Reserve(a); !ok {
 		t.Fatal("the bucket did not refill")
 	}
 	var off *IPTable
-	if ok, _, refund := off.Reserve(a); !ok || refund == nil {
-		t.Fatal("a nil table must admit and return a usable refund")
+	if ok, _, done := off.Reserve(a); !ok || done == nil {
+		t.Fatal("a nil table must admit and return a usable done")
+	}
+}
+
+// TestIPTableReserveSuccessesFree: with the real clock, attempts that
+// succeed never use up an address's tries, however many (a browser sends
+// its password with every request of a page).
+func TestIPTableReserveSuccessesFree(t *testing.T) {
+	tb := NewIPTable(1, 3, 0, nil)
+	a := addr(2)
+	for i := range 100 {
+		ok, _, done := tb.Reserve(a)
+		if !ok {
+			t.Fatalf("successful attempt %d refused", i)
+		}
+		time.Sleep(time.Millisecond) // the check takes time
+		done(false)
+	}
+	for i := range 3 {
+		ok, _, done := tb.Reserve(a)
+		if !ok {
+			t.Fatalf("failure %d refused within the burst", i)
+		}
+		done(true)
+	}
+	if ok, wait, _ := tb.Reserve(a); ok || wait <= 0 {
+		t.Fatalf("after the burst of failures: ok=%v wait=%v, want refused", ok, wait)
 	}
 }
 

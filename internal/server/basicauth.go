@@ -22,6 +22,7 @@ import (
 //   - pool members' rules compare by digest, at no cost under the claim
 //     lock, and no fast digest of a configured password is ever kept,
 //   - there is no 72-byte limit on USER:PASSWORD.
+//
 // The salt is random per process: a digest is useless to another server,
 // and precomputed tables are useless against it.
 var credSalt = func() (b [16]byte) {

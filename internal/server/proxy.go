@@ -81,24 +81,22 @@ func (s *Server) servePublic(w http.ResponseWriter, r *http.Request) {
 // never reach the client. Wrong passwords are throttled per address (IPv6:
 // per /64): a burst of tries, then one a second. The throttle comes
 // first: an address out of tries gets 429 whatever it sends, the right
-// password included, and costs no hash. Each try takes its token before
+// password included, and costs no hash. Each try holds a token while
 // the password is checked, so parallel guesses cannot exceed the burst;
-// anything but a wrong password gives it back.
+// only a wrong password is charged.
 func (s *Server) checkAccess(a *access, w http.ResponseWriter, r *http.Request, host string) bool {
-	refund := func() {}
+	done := func(bool) {}
 	if a.hasBasic() {
-		ok, wait, back := s.accessFailures.Reserve(remoteIP(r.RemoteAddr))
+		ok, wait, end := s.accessFailures.Reserve(remoteIP(r.RemoteAddr))
 		if !ok {
 			s.hits.Hit(limits.AccessFailures, "remote", r.RemoteAddr, "host", host)
 			s.tooMany(w, r, limits.AccessFailures, wait, "Too many wrong passwords from your address.")
 			return false
 		}
-		refund = back
+		done = end
 	}
 	d := a.check(r)
-	if d == nil || d.code != codeBasicFailed {
-		refund()
-	}
+	done(d != nil && d.code == codeBasicFailed)
 	if d == nil {
 		return true
 	}

@@ -154,12 +154,11 @@ START:
 	s.recvLock.Unlock()
 	s.session.budget.sub(n)
 
-	// Send a window update potentially
-	err = s.sendWindowUpdate()
-	if err == ErrSessionShutdown {
-		err = nil
-	}
-	return n, err
+	// Send a window update potentially. Its error is not this read's:
+	// the bytes were read, and a session that failed ends the stream, so
+	// the next read reports it.
+	s.sendWindowUpdate()
+	return n, nil
 
 WAIT:
 	var timeout <-chan time.Time
