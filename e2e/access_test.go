@@ -94,10 +94,22 @@ func TestAccess(t *testing.T) {
 			t.Fatalf("the 11th wrong password in a row: %s (Retry-After %q, X-Porthole-Error %q), want 429 from the guessing throttle",
 				r, r.header.Get("Retry-After"), r.header.Get("X-Porthole-Error"))
 		}
+		// Out of tries, the right password gets 429 too: guessing on
+		// cannot tell a hit from a miss.
+		r = poolDo(guesser, http.MethodGet, url, "", accBasic("alice", accAlicePW))
+		if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
+			t.Fatalf("the right password from a throttled address: %s, want 429 with Retry-After", r)
+		}
 		expect(t, "alice from another address", poolDo(v1, http.MethodGet, url, "", accBasic("alice", accAlicePW)), 200)
 		if n := app.hits.Load(); n != 3 {
 			t.Fatalf("the app saw %d requests; want only the 3 with valid credentials", n)
 		}
+		// Right passwords cost no tries: a page of 30 requests with the
+		// password, after 8 misses, all pass.
+		for i := 0; i < 30; i++ {
+			expect(t, fmt.Sprint("alice, request ", i), poolDo(v1, http.MethodGet, url, "", accBasic("alice", accAlicePW)), 200)
+		}
+		app.hits.Add(-30)
 		// The tunnel's password is the tunnel's: the app does not see the
 		// visitor's Authorization header, unless the tunnel passes it on.
 		expect(t, "alice", poolDo(v1, http.MethodGet, url+"/headers", "", accBasic("alice", accAlicePW)), 200)
@@ -115,6 +127,25 @@ func TestAccess(t *testing.T) {
 		expect(t, "alice, header removed", poolDo(v1, http.MethodGet, stripped+"/headers", "", accBasic("alice", accAlicePW)), 200)
 		if got := app.lastHeaders().Values("Authorization"); len(got) > 0 {
 			t.Fatalf("the app got Authorization %q although a rule removes it", got)
+		}
+	})
+
+	t.Run("SpoofedAddressHeaders", func(t *testing.T) {
+		app := startPoolApp(t, "A")
+		url := client(t, app.port, "--subdomain", "spoofed").forwarding(t)
+		expect(t, "spoofing visitor", poolDo(v2, http.MethodGet, url+"/headers", "",
+			"X-Real-Ip: 10.9.9.9", "True-Client-Ip: 10.9.9.9", "Forwarded: for=10.9.9.9", "X-Forwarded-For: 10.9.9.9",
+			"Cf-Connecting-Ip: 10.9.9.9", "X-Client-Ip: 10.9.9.9"), 200)
+		h := app.lastHeaders()
+		for name, want := range map[string]string{
+			"X-Real-Ip": "127.0.0.2", "X-Forwarded-For": "127.0.0.2", "True-Client-Ip": "", "Cf-Connecting-Ip": "", "X-Client-Ip": "",
+		} {
+			if got := strings.Join(h.Values(name), ","); got != want {
+				t.Errorf("%s reached the app as %q, want %q", name, got, want)
+			}
+		}
+		if f := h.Get("Forwarded"); !strings.HasPrefix(f, "for=127.0.0.2;") || strings.Contains(f, "10.9.9.9") {
+			t.Errorf("Forwarded reached the app as %q, want the server's view (for=127.0.0.2)", f)
 		}
 	})
 
