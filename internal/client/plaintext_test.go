@@ -10,8 +10,8 @@ import (
 func TestPlaintextCredentialRefused(t *testing.T) {
 	for _, tc := range []struct {
 		server, key, token string
-		insecure            bool
-		wantErr             string
+		insecure           bool
+		wantErr            string
 	}{
 		{server: "ws://example.com:8080", key: "phk_x", wantErr: "--insecure-plaintext"},
 		{server: "ws://10.0.0.5:8080", token: "t", wantErr: "token in clear text"},
