@@ -64,14 +64,20 @@ type pgStore struct {
 // OpenPostgres connects to the PostgreSQL database at dbURL and migrates
 // it. Several servers may share it.
 func OpenPostgres(ctx context.Context, dbURL string) (Store, error) {
-	cfg, err := pgx.ParseConfig(dbURL)
+	clean, pool, err := splitPoolOptions(dbURL)
+	if err != nil {
+		return nil, fmt.Errorf("database %s: %w", Redact(dbURL), err)
+	}
+	cfg, err := pgx.ParseConfig(clean)
 	if err != nil {
 		// pgx's message can quote the URL; do not repeat a password.
 		return nil, fmt.Errorf("database %s: not a valid PostgreSQL URL", Redact(dbURL))
 	}
 	db := stdlib.OpenDB(*cfg)
-	db.SetMaxOpenConns(8)
-	db.SetConnMaxIdleTime(5 * time.Minute)
+	db.SetMaxOpenConns(pool.MaxConns)
+	db.SetMaxIdleConns(pool.MaxIdleConns)
+	db.SetConnMaxIdleTime(pool.MaxConnIdleTime)
+	db.SetConnMaxLifetime(pool.MaxConnLifetime)
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := db.PingContext(pctx); err != nil {

@@ -92,6 +92,9 @@ func (b *frameBatcher) scan() {
 	}
 }
 
+// maxFrameLen caps a frame's length as parsed.
+const maxFrameLen = 1 << 48
+
 // frameSize parses a WebSocket frame header (RFC 6455 section 5.2) at the
 // start of p and returns the whole frame's size.
 func frameSize(p []byte) (int, bool) {
@@ -116,6 +119,12 @@ func frameSize(p []byte) (int, bool) {
 	}
 	if p[1]&0x80 != 0 {
 		hdr += 4 // masking key
+	}
+	// A 64-bit length past any real frame would overflow int (and leave
+	// the parser looping on a negative size): treat it as a frame that
+	// runs on, whose bytes pass through as they come.
+	if n > maxFrameLen {
+		n = maxFrameLen
 	}
 	return hdr + int(n), true
 }

@@ -112,3 +112,18 @@ func TestFrameBatcherPassesThroughBeforeUpgrade(t *testing.T) {
 		t.Fatalf("%d writes before the upgrade, want each passed through (4)", len(rec.writes))
 	}
 }
+
+// TestFrameSizeHugeLength: a header claiming a 64-bit length near the top
+// of the range parses to a positive size (it once overflowed to a
+// negative one, and the parser looped on it for ever).
+func TestFrameSizeHugeLength(t *testing.T) {
+	for _, n := range []uint64{1<<63 - 1, 1 << 63, 1<<64 - 1, 1<<64 - 10} {
+		hdr := make([]byte, 14)
+		hdr[0], hdr[1] = 0x82, 0x80|127
+		binary.BigEndian.PutUint64(hdr[2:10], n)
+		size, ok := frameSize(hdr)
+		if !ok || size <= 0 {
+			t.Fatalf("length %d: size %d, ok %v; want a positive size", n, size, ok)
+		}
+	}
+}
