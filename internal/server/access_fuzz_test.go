@@ -1,0 +1,93 @@
+package server
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/porthole/porthole/internal/protocol"
+)
+
+// FuzzAccessRules compiles arbitrary access rules as a client sends them
+// in a bind, and checks a visitor against what compiled: no panic; an
+// entry that compiles is one the rules' own syntax allows; the right
+// credential is admitted and a changed one refused; a denied address is
+// refused whatever it sends.
+func FuzzAccessRules(f *testing.F) {
+	f.Add("alice:pw", "10.0.0.0/8", "192.0.2.7", "X-Key: v", "192.0.2.7")
+	f.Add("bob:pa:ss", "2001:db8::/32", "::1", "X-Flag:", "2001:db8::5")
+	f.Add(":nouser", "10.0.0.0/33", "", "", "10.1.2.3")
+	f.Add("u:", "::ffff:192.0.2.0/120", "fe80::1%eth0", "Bad Name: x", "192.0.2.9")
+	f.Add("x:y\x00z", "0.0.0.0/0", "127.0.0.1/32", "X-A: b\r\nX-C: d", "127.0.0.1")
+	// Hashing stays cheap here: the digest's properties, not its cost,
+	// are under test.
+	t, m := argonTime, argonMemory
+	argonTime, argonMemory = 1, 8
+	f.Cleanup(func() { argonTime, argonMemory = t, m })
+	f.Fuzz(func(t *testing.T, cred, allow, deny, header, remote string) {
+		in := protocol.Access{}
+		if cred != "" {
+			in.BasicAuth = []string{cred}
+		}
+		if allow != "" {
+			in.AllowCIDR = []string{allow}
+		}
+		if deny != "" {
+			in.DenyCIDR = []string{deny}
+		}
+		if header != "" {
+			in.RequireHeader = []string{header}
+		}
+		a, err := compileAccess(context.Background(), &in)
+		if err != nil {
+			if !strings.Contains(err.Error(), " ") {
+				t.Fatalf("unclear error %q", err)
+			}
+			return
+		}
+		if cred != "" {
+			if user, _, ok := strings.Cut(cred, ":"); !ok || user == "" {
+				t.Fatalf("basic auth entry %q without USER: compiled", cred)
+			}
+		}
+		if a == nil {
+			if cred != "" || allow != "" || deny != "" || header != "" {
+				t.Fatal("rules compiled to nothing")
+			}
+			return
+		}
+		ip, err := netip.ParseAddr(remote)
+		if err != nil || ip.Zone() != "" {
+			return
+		}
+		addr := netip.AddrPortFrom(ip, 1234).String()
+		var hdrs []string
+		if len(a.require) > 0 {
+			hdrs = append(hdrs, a.require[0].name+": "+a.require[0].value)
+		}
+		r := visit(addr, hdrs...)
+		user, pass, _ := strings.Cut(cred, ":")
+		if cred != "" {
+			r.SetBasicAuth(user, pass)
+		}
+		d := a.check(r)
+		if a.denies(ip) {
+			if d == nil || d.status != 403 {
+				t.Fatalf("denied address %s admitted: %+v", ip, d)
+			}
+			return
+		}
+		// 401 comes after the address and header checks passed.
+		if d != nil && d.status == 401 && cred != "" {
+			t.Fatalf("the right credential %q was refused: %+v", cred, d)
+		}
+		if cred != "" && (d == nil || d.status == 401) {
+			w := visit(addr, hdrs...)
+			w.SetBasicAuth(user, pass+"x")
+			if d2 := a.check(w); d2 == nil {
+				t.Fatalf("a wrong password for %q was admitted", cred)
+			}
+		}
+	})
+}
