@@ -30,7 +30,7 @@ import (
 	"github.com/porthole/porthole/internal/store"
 )
 
-func openStore(t *testing.T) (store.Store, string) {
+func openStore(t testing.TB) (store.Store, string) {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := store.Open(context.Background(), "", dir)
@@ -80,7 +80,7 @@ func TestAPIKeyShape(t *testing.T) {
 	}
 }
 
-func newService(t *testing.T, cfg Config) (*Service, store.Store, string) {
+func newService(t testing.TB, cfg Config) (*Service, store.Store, string) {
 	t.Helper()
 	st, dir := openStore(t)
 	svc, err := New(cfg, Options{Store: st, DataDir: dir})

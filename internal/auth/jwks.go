@@ -70,6 +70,9 @@ func (k jwk) public() (crypto.PublicKey, error) {
 			return nil, errors.New("bad RSA n or e")
 		}
 		pub := &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}
+		if pub.E < 3 || pub.E%2 == 0 {
+			return nil, fmt.Errorf("RSA exponent %d is not a valid public exponent", pub.E)
+		}
 		if pub.N.BitLen() < 2048 {
 			return nil, fmt.Errorf("RSA key of %d bits is too short (at least 2048)", pub.N.BitLen())
 		}
