@@ -41,6 +41,7 @@ type serverResult struct {
 	// Instances is how many servers of the kind ran: one for the
 	// unloaded measurement and one per attack.
 	Instances int `json:"instances"`
+	Visitors  int `json:"visitors"` // legitimate visitors on each
 }
 
 // attackResult is one attack's measurement.
@@ -92,9 +93,13 @@ func (r *result) print(w io.Writer) {
 	for _, s := range r.Servers {
 		fmt.Fprintf(w, "server %q: %s\n  unloaded: %s; %d goroutines, %.0f MiB RSS\n  control (the app directly): %s\n",
 			s.Name, s.Command, s.Unloaded, s.Goroutines, s.RSSMiB, s.Control)
-		if s.LegitConnections > 0 {
-			fmt.Fprintf(w, "  legitimate visitors opened %d connections in all (1 each when none was dropped); %d late slots skipped\n",
-				s.LegitConnections, s.LateSlots)
+		switch {
+		case s.Visitors > 0:
+			fmt.Fprintf(w, "  legitimate visitors opened %d connections on %d servers (%d when none was dropped); %d late slots skipped\n",
+				s.LegitConnections, s.Instances, s.Instances*s.Visitors, s.LateSlots)
+		case s.LegitConnections > 0:
+			fmt.Fprintf(w, "  legitimate visitors opened %d connections on %d servers; %d late slots skipped\n",
+				s.LegitConnections, s.Instances, s.LateSlots)
 		}
 	}
 	fmt.Fprintln(w)

@@ -227,7 +227,7 @@ type serverRun struct {
 // runServer measures a server of the kind unloaded, then runs each
 // attack against a fresh one.
 func runServer(e *env, kind string, these []*attack) (*serverRun, error) {
-	out := &serverRun{server: &serverResult{Name: kind, Command: servers[kind].note}}
+	out := &serverRun{server: &serverResult{Name: kind, Command: servers[kind].note, Visitors: e.o.loadConns}}
 	in, err := e.startInstance(kind, kind+"-unloaded")
 	if err != nil {
 		return nil, err
