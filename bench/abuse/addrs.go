@@ -20,6 +20,8 @@ var (
 	headerAddrs    = addrRange("127.0.4.1", 1)
 	handshakeAddrs = addrRange("127.0.6.1", 8)
 	idleAddrs      = addrRange("127.0.0.2", 49) // 127.0.0.2-127.0.0.50
+	h2Addrs        = addrRange("127.0.7.1", 1)
+	guessAddrs     = addrRange("127.0.8.1", 4)
 )
 
 // addrRange is n consecutive addresses from first.
@@ -42,6 +44,12 @@ func sprayAddr(i int) netip.Addr {
 	b := i % 256
 	i /= 256
 	return netip.AddrFrom4([4]byte{127, byte(1 + i%254), byte(b), byte(c)})
+}
+
+// guessSprayAddr is the i-th of the password spray's sources, one
+// address each from 127.200.0.1 on (outside sprayAddr's range).
+func guessSprayAddr(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{127, byte(200 + i/(256*254)%50), byte(i / 254 % 256), byte(i%254 + 1)})
 }
 
 // dialFrom connects to addr from the source address src (any port).

@@ -16,9 +16,10 @@ import (
 // and how hard.
 type params struct {
 	Attack string `json:"attack"`
-	HTTP   string `json:"http"`           // the public listener
-	Tunnel string `json:"tunnel"`         // the tunnel listener, host:port
-	Host   string `json:"host,omitempty"` // the attacker's own tunnel, for the attacks that have one
+	HTTP   string `json:"http"`            // the public listener
+	HTTPS  string `json:"https,omitempty"` // the public HTTPS listener, on a "tls" server
+	Tunnel string `json:"tunnel"`          // the tunnel listener, host:port
+	Host   string `json:"host,omitempty"`  // the attacker's own tunnel, for the attacks that have one
 	Domain string `json:"domain"`
 	Key    string `json:"key,omitempty"` // an API key for raw sessions on a server with auth
 	// Conns is the attack's size: stalled readers, slowloris or idle
@@ -33,6 +34,8 @@ type attackFunc func(ctx context.Context, p params, c *counters) error
 
 var attackFuncs = map[string]attackFunc{
 	"stalled-readers": stalledReaders,
+	"h2-streams":      h2Streams,
+	"basic-auth":      basicAuthGuess,
 	"ping-flood":      pingFlood,
 	"frame-floods":    frameFloods,
 	"huge-headers":    hugeHeaders,

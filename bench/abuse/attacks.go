@@ -18,18 +18,13 @@ type attack struct {
 	// attacker's own tunnel client) and completes its params; the
 	// returned function undoes it.
 	setup func(e *env, p *params) (func(), error)
-	// runLast runs it after the other attacks on its server: it can
-	// leave the server's heap grown, which would raise the baselines of
-	// the attacks after it.
-	runLast bool
 	// verdict says, from the attacker's counts and the server's limit
 	// hits during the phase, whether and how the attacker was cut off.
 	verdict func(c map[string]int64, hits map[string]float64) string
 }
 
 // attacks are the run's attacks, in the order of the report. They run
-// grouped by server: those of "open" first, in this order, then those of
-// "auth".
+// grouped by server kind (serverOrder), each on a fresh server.
 var attacks = []*attack{
 	{
 		name: "stalled-readers", title: "100 stalled readers (1 GiB each)", server: "open", actor: "anonymous visitor",
@@ -42,6 +37,25 @@ var attacks = []*attack{
 			s := fmt.Sprintf("%d stalled; at the end %d still held, %d closed by the server", c["stalled"], c["held"], c["cut"])
 			if n := hits["buffer_budget"]; n > 0 {
 				s += fmt.Sprintf("; their tunnel's data waited %.0f times (buffer_budget)", n)
+			}
+			return s
+		},
+	},
+	{
+		name: "h2-streams", title: "HTTP/2 stream flood, 4 conns x 100 stalled streams", server: "tls", actor: "anonymous visitor",
+		budget: "each HTTP/2 request counts as a visitor connection: visitor_connections_per_ip 256, http.max_concurrent_streams 100",
+		setup: func(e *env, p *params) (func(), error) {
+			p.Conns = 4
+			return e.attackerTunnel(p, "big", e.apps.bulk, "")
+		},
+		verdict: func(c map[string]int64, hits map[string]float64) string {
+			s := fmt.Sprintf("%d connections, %d streams opened: at most %d admitted and stalled at once (server's per-connection bound %d); refused %d x 429, %d x 503",
+				c["conns"], c["streams_opened"], c["stalled_peak"], c["server_max_concurrent_streams"], c["status_429"], c["status_503"])
+			if n := sumPrefix(c, "rst_"); n > 0 {
+				s += fmt.Sprintf("; %d streams reset by the server", n)
+			}
+			if n := c["conn_closed_by_server"]; n > 0 {
+				s += fmt.Sprintf("; %d connections closed by the server", n)
 			}
 			return s
 		},
@@ -63,8 +77,7 @@ var attacks = []*attack{
 	},
 	{
 		name: "huge-headers", title: "30 MB response headers, endless 1xx", server: "open", actor: "malicious local app",
-		runLast: true,
-		budget:  "502 past 64 KiB of headers or a bound on 1xx; server keeps serving",
+		budget: "502 past 64 KiB of headers or a bound on 1xx; server keeps serving",
 		setup: func(e *env, p *params) (func(), error) {
 			p.Workers = 4
 			return e.attackerTunnel(p, "evil", e.apps.evil, "")
@@ -85,6 +98,24 @@ var attacks = []*attack{
 				return "NOT cut off, passed on to the visitor: " + s
 			}
 			return "refused: " + s
+		},
+	},
+	{
+		name: "basic-auth", title: "--basic-auth guessing, 4 addresses + fresh addresses", server: "open", actor: "anonymous visitor",
+		budget: "10 wrong passwords per address (IPv6 /64), then 1 a second; 429 whatever is sent; argon2id hashes on half the CPUs at most",
+		setup: func(e *env, p *params) (func(), error) {
+			p.Workers = 16
+			return e.attackerTunnel(p, "guarded", e.apps.small, "", "--basic-auth", guessUser+":"+guessPassword)
+		},
+		verdict: func(c map[string]int64, hits map[string]float64) string {
+			s := fmt.Sprintf("4 addresses: %d checked (401), %d throttled (429); right password after a 429: %d x 429, %d x 200 (a try came back, 1 a second); "+
+				"%d fresh addresses: %d checked (401), %d throttled (429)",
+				c["local_status_401"], c["local_status_429"], c["right_while_blocked_429"], c["right_while_blocked_200"],
+				c["spray_addresses"], c["spray_status_401"], c["spray_status_429"])
+			if n := c["local_no_answer"] + c["spray_no_answer"]; n > 0 {
+				s += fmt.Sprintf("; %d unanswered", n)
+			}
+			return s
 		},
 	},
 	{

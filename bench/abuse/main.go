@@ -5,16 +5,21 @@
 // errors, the server's peak memory and goroutines, and whether the
 // attacker was cut off and by which limit.
 //
-// The server is the porthole binary (built from this module), run as
-// `porthole server --no-auth` on its defaults, with no config file, for
-// the attacks by visitors and by a client; and with authentication on
-// (and visitor_requests_per_second_per_ip set, so the per-address table
-// keeps every address it sees) for the handshake flood with bad
-// credentials and the spray of source addresses. Each attacker is a
-// process of its own; the attackers' local apps run in another.
+// The server is the porthole binary (built from this module), a fresh
+// one for each attack (and one for each unloaded measurement), so that
+// what an attack leaves behind does not move the next one's baseline. It
+// runs as `porthole server --no-auth` on its defaults, with no config
+// file, for the attacks by visitors, clients and local apps; the same
+// with a self-signed certificate, an HTTPS listener and wss:// clients
+// for the HTTP/2 stream flood; and with API keys (and
+// visitor_requests_per_second_per_ip set, so the per-address table keeps
+// every address it sees) for the handshake flood with bad credentials
+// and the spray of source addresses. Each attacker is a process of its
+// own; the attackers' local apps run in another. Attackers bind source
+// addresses in 127.0.0.0/8 to play many visitors.
 //
-//	go run ./bench/abuse                         # about 7 minutes: 30 s a phase
-//	go run ./bench/abuse -quick                  # 5 s phases, about 2 minutes
+//	go run ./bench/abuse                         # about 9 minutes: 30 s a phase
+//	go run ./bench/abuse -quick                  # 5 s phases, about 3 minutes
 //	go run ./bench/abuse -attacks ping-flood,slowloris -duration 10s -json
 //	go run ./bench/abuse -report abuse.json     # the table of an earlier -json run
 //

@@ -38,6 +38,10 @@ type serverResult struct {
 	// falling 2 s behind.
 	LegitConnections int64 `json:"legit_connections"`
 	LateSlots        int64 `json:"late_slots"`
+	// Instances is how many servers of the kind ran: one for the
+	// unloaded measurement and one per attack.
+	Instances int `json:"instances"`
+	Visitors  int `json:"visitors"` // legitimate visitors on each
 }
 
 // attackResult is one attack's measurement.
@@ -89,17 +93,21 @@ func (r *result) print(w io.Writer) {
 	for _, s := range r.Servers {
 		fmt.Fprintf(w, "server %q: %s\n  unloaded: %s; %d goroutines, %.0f MiB RSS\n  control (the app directly): %s\n",
 			s.Name, s.Command, s.Unloaded, s.Goroutines, s.RSSMiB, s.Control)
-		if s.LegitConnections > 0 {
-			fmt.Fprintf(w, "  legitimate visitors opened %d connections in all (1 each when none was dropped); %d late slots skipped\n",
-				s.LegitConnections, s.LateSlots)
+		switch {
+		case s.Visitors > 0:
+			fmt.Fprintf(w, "  legitimate visitors opened %d connections on %d servers (%d when none was dropped); %d late slots skipped\n",
+				s.LegitConnections, s.Instances, s.Instances*s.Visitors, s.LateSlots)
+		case s.LegitConnections > 0:
+			fmt.Fprintf(w, "  legitimate visitors opened %d connections on %d servers; %d late slots skipped\n",
+				s.LegitConnections, s.Instances, s.LateSlots)
 		}
 	}
 	fmt.Fprintln(w)
-	rows := [][]string{{"attack", "p99 ratio", "errors", "RSS peak MiB (baseline)", "goroutines peak (baseline)", "cut off / by what"}}
+	rows := [][]string{{"attack", "p99 ratio (control)", "errors", "RSS peak MiB (baseline)", "goroutines peak (baseline)", "cut off / by what"}}
 	for i, a := range r.Attacks {
 		rows = append(rows, []string{
 			fmt.Sprintf("%d. %s", i+1, a.Title),
-			fmt.Sprintf("%.2f", a.P99Ratio),
+			fmt.Sprintf("%.2f (%.2f)", a.P99Ratio, a.ControlP99Ratio),
 			fmt.Sprint(a.Latency.Errors),
 			fmt.Sprintf("%.0f (%.0f)", a.RSSPeakMiB, a.RSSBaselineMiB),
 			fmt.Sprintf("%d (%d)", a.GoroutinesPeak, a.GoroutinesBaseline),
@@ -164,6 +172,17 @@ func cutOffShort(a *attackResult) string {
 			return fmt.Sprintf("NO: %d x 200 with 30 MB headers, %d endless 1xx passed", c["big_status_200"], c["1xx_1xx_passed"])
 		}
 		return fmt.Sprintf("yes: 502 x %d", c["big_status_502"]+c["1xx_status_502"])
+	case "h2-streams":
+		return fmt.Sprintf("%d stalled at most; 429 x %d%s", c["stalled_peak"], c["status_429"], joinBy(by))
+	case "basic-auth":
+		// A throttled address earns one try a second back: a right
+		// password that took it is let in. More than that would be the
+		// password checked before the throttle.
+		if allowed := int64(a.Attacker.Seconds+1) * int64(len(guessAddrs)); c["right_while_blocked_200"] > allowed {
+			return fmt.Sprintf("NO: right password let in %d times while throttled (at most %d tries came back)", c["right_while_blocked_200"], allowed)
+		}
+		return fmt.Sprintf("yes: 429 x %d, right password while throttled 429 x %d%s",
+			c["local_status_429"]+c["spray_status_429"]+c["right_while_blocked_429"], c["right_while_blocked_429"], joinBy(by))
 	case "slowloris":
 		return fmt.Sprintf("yes: %d closed after %s (read_header_timeout)%s", c["closed"], meanMs(c, "closed"), joinBy(by))
 	case "idle-conns":
