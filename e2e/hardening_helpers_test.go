@@ -109,13 +109,11 @@ func stalledVisitor(t *testing.T, httpAddr, url string) net.Conn {
 // rawSession opens a tunnel WebSocket to s (a --no-auth server) and
 // returns it as a byte stream, on which the test writes multiplexer
 // frames of its own making.
-func rawSession(t *testing.T, s *serverProc) net.Conn {
+func rawSession(t *testing.T, s *serverProc, from string) net.Conn {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ws, _, err := websocket.Dial(ctx, s.wsURL(), &websocket.DialOptions{Subprotocols: []string{protocol.Subprotocol}})
+	ws, resp, err := dialRaw(s, from)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("handshake from %s: %v (%v)", from, err, resp)
 	}
 	ws.SetReadLimit(-1)
 	c := websocket.NetConn(context.Background(), ws, websocket.MessageBinary)
@@ -171,4 +169,14 @@ func rawGet(t *testing.T, addr, host, localIP string) (*http.Response, error) {
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp, nil
+}
+
+// dialRaw opens a tunnel WebSocket from the loopback address from, without
+// the porthole client.
+func dialRaw(s *serverProc, from string) (*websocket.Conn, *http.Response, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	hc := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+	return websocket.Dial(ctx, s.wsURL(), &websocket.DialOptions{Subprotocols: []string{protocol.Subprotocol}, HTTPClient: hc})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -117,7 +118,8 @@ func TestFrameFloodsCutOff(t *testing.T) {
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			g0, rss0 := s.settledBaseline(t)
-			conn := rawSession(t, s)
+			from := fmt.Sprintf("127.0.0.%d", 10+i)
+			conn := rawSession(t, s, from)
 			done := make(chan error, 1)
 			go func() {
 				if c.prefix != nil {
@@ -165,6 +167,15 @@ func TestFrameFloodsCutOff(t *testing.T) {
 			s.waitBody(t, url, "normal", 5*time.Second)
 			if hits := s.limitHits(t, "client_frames"); hits != float64(i+1) {
 				t.Fatalf("client_frames hits %v, want %d", hits, i+1)
+			}
+			// The flooder's address may not come straight back.
+			ws, resp, err := dialRaw(s, from)
+			if err == nil {
+				ws.CloseNow()
+				t.Fatal("a new handshake from the flooding address was accepted at once")
+			}
+			if resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+				t.Fatalf("a new handshake from the flooding address: %v (%v), want 429", err, resp)
 			}
 		})
 	}

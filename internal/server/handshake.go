@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -50,7 +51,18 @@ func (s *Server) serveTunnelHandshake(w http.ResponseWriter, r *http.Request) {
 		protocol.WriteRefusal(w, http.StatusServiceUnavailable, protocol.Err(protocol.CodeShuttingDown, false, "server is shutting down"))
 		return
 	}
-	if ok, wait := s.handshakes.Allow(remoteIP(r.RemoteAddr)); !ok {
+	ip := remoteIP(r.RemoteAddr)
+	free, wait, done := s.floodCuts.Reserve(ip)
+	done(false) // a handshake costs nothing here; only a cut does
+	if !free {
+		s.authFailed(protocol.CodeRateLimited)
+		s.hits.Hit(limits.HandshakeRate, "remote", r.RemoteAddr, "after", string(limits.ClientFrames))
+		e := protocol.Err(protocol.CodeRateLimited, false, "a client from your address was cut off for flooding the connection; retry later")
+		e.RetryAfterMillis = max(wait, time.Second).Milliseconds()
+		protocol.WriteRefusal(w, http.StatusTooManyRequests, e)
+		return
+	}
+	if ok, wait := s.handshakes.Allow(ip); !ok {
 		s.authFailed(protocol.CodeRateLimited)
 		s.hits.Hit(limits.HandshakeRate, "remote", r.RemoteAddr)
 		e := protocol.Err(protocol.CodeRateLimited, false, "too many connection attempts from your address; retry later")
@@ -91,7 +103,7 @@ func (s *Server) serveTunnelHandshake(w http.ResponseWriter, r *http.Request) {
 		protocol.WriteRefusal(w, status, perr)
 		return
 	}
-	mux, err := transport.Accept(w, r, s.mux)
+	mux, err := transport.Accept(w, r, s.sessionMux(ip))
 	if err != nil {
 		s.log.Info("websocket handshake failed", "remote", r.RemoteAddr, "err", err)
 		return
@@ -167,4 +179,20 @@ func authError(err error) *protocol.Error {
 
 func noticeShutdown() *protocol.Notice {
 	return &protocol.Notice{Kind: protocol.NoticeShutdown, Message: "server is shutting down", Final: false}
+}
+
+// sessionMux is the multiplexer configuration for a session from ip: a
+// flood cut off by the frame guard is counted and bars ip for a while.
+func (s *Server) sessionMux(ip netip.Addr) transport.Options {
+	o := s.mux
+	if o.Guard != nil {
+		g := *o.Guard
+		g.OnFlood = func(kind string) {
+			s.hits.Hit(limits.ClientFrames, "frames", kind)
+			_, _, done := s.floodCuts.Reserve(ip)
+			done(true)
+		}
+		o.Guard = &g
+	}
+	return o
 }

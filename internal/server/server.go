@@ -76,6 +76,9 @@ type Server struct {
 	handshakes *limits.IPTable // per client address, tunnel listener
 	// accessFailures throttles wrong tunnel passwords per visitor address.
 	accessFailures *limits.IPTable
+	// floodCuts bars, for a while, the address of a client cut off by the
+	// frame guard.
+	floodCuts *limits.IPTable
 
 	public, tunnelSrv, admin, https *http.Server
 	lnPublic, lnTunnel, lnAdmin     net.Listener
@@ -138,6 +141,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		// Always on: a password is no protection if it can be guessed at
 		// full speed. Ten tries at once, then one a second.
 		accessFailures: limits.NewIPTable(1, 10, 0, deps.Now),
+		// A client cut off for flooding frames may not come back from its
+		// address for 10 s: reconnecting at once would make every cut
+		// cost a handshake and a new session, and the flood go on.
+		floodCuts: limits.NewIPTable(0.1, 1, 0, deps.Now),
 		mux: transport.Options{
 			StreamWindow: uint32(cfg.Tunnel.StreamWindow),
 			// yamux also sizes its limit on streams opened but not yet
@@ -353,6 +360,7 @@ func (s *Server) sweepLoop(stop <-chan struct{}) {
 		s.visitors.Sweep()
 		s.handshakes.Sweep()
 		s.accessFailures.Sweep()
+		s.floodCuts.Sweep()
 	}
 }
 
