@@ -26,15 +26,30 @@ type jwk struct {
 	D   string `json:"d"`
 }
 
+// Bounds on a JWK Set: an issuer publishes a handful of keys of a few
+// hundred bytes each, so a larger set is a mistake (or not a key set),
+// and an RSA modulus past maxRSABits would make every token check slow.
+const (
+	maxJWKSBytes = 1 << 20
+	maxJWKSKeys  = 100
+	maxRSABits   = 16384
+)
+
 // parseJWKS reads the public keys of a JWK Set, by kid. Keys for
 // encryption (use "enc") are skipped; a private key is refused, since a
 // verifier has no business holding one.
 func parseJWKS(data []byte) (map[string]crypto.PublicKey, error) {
+	if len(data) > maxJWKSBytes {
+		return nil, fmt.Errorf("the JWK set is larger than %d KiB", maxJWKSBytes>>10)
+	}
 	var set struct {
 		Keys []jwk `json:"keys"`
 	}
 	if err := json.Unmarshal(data, &set); err != nil {
 		return nil, fmt.Errorf("not a JWK set: %w", err)
+	}
+	if len(set.Keys) > maxJWKSKeys {
+		return nil, fmt.Errorf("the JWK set holds %d keys, more than %d", len(set.Keys), maxJWKSKeys)
 	}
 	out := map[string]crypto.PublicKey{}
 	for i, k := range set.Keys {
@@ -75,6 +90,9 @@ func (k jwk) public() (crypto.PublicKey, error) {
 		}
 		if pub.N.BitLen() < 2048 {
 			return nil, fmt.Errorf("RSA key of %d bits is too short (at least 2048)", pub.N.BitLen())
+		}
+		if pub.N.BitLen() > maxRSABits {
+			return nil, fmt.Errorf("RSA key of %d bits is too long (at most %d)", pub.N.BitLen(), maxRSABits)
 		}
 		return pub, nil
 	case "EC":

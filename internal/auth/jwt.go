@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -215,7 +216,7 @@ func newVerifier(c IssuerConfig) (*verifier, error) {
 		}
 		v.keys[""] = key
 	case c.JWKSFile != "":
-		b, err := os.ReadFile(c.JWKSFile)
+		b, err := readFileMax(c.JWKSFile, maxJWKSBytes)
 		if err != nil {
 			return nil, fmt.Errorf("issuer %s: jwks_file: %w", c.Name, err)
 		}
@@ -242,6 +243,17 @@ func newVerifier(c IssuerConfig) (*verifier, error) {
 		}
 	}
 	return v, nil
+}
+
+// readFileMax reads at most limit+1 bytes of path: parseJWKS refuses a
+// longer file without the whole of it being read.
+func readFileMax(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, limit+1))
 }
 
 func parsePublicKeyPEM(b []byte) (crypto.PublicKey, error) {

@@ -235,6 +235,11 @@ func (s *Service) authToken(ctx context.Context, raw string, now time.Time) (*Id
 	}
 	claims := jwt.MapClaims{}
 	_, err = jwt.ParseWithClaims(raw, claims, v.keyFunc,
+		// Base64 leaves spare bits in a part's last character: without
+		// strict decoding a signature has several spellings that verify,
+		// each with its own hash, and a token revoked by its hash came
+		// back under another.
+		jwt.WithStrictDecoding(),
 		jwt.WithValidMethods(v.algs),
 		jwt.WithIssuer(v.issuer),
 		jwt.WithAudience(v.audience...),
@@ -392,9 +397,18 @@ func IssueToken(ctx context.Context, st store.Store, key *SigningKey, cfg Config
 // compile-time check
 var _ Authenticator = (*Service)(nil)
 
-// TokenHashRef is the id a token without a jti is revoked by.
+// TokenHashRef is the id a token without a jti is revoked by: the hash of
+// its canonical spelling (each part's base64 without spare bits, the only
+// one Authenticate accepts), so that a revocation made from another
+// spelling of the same token still matches.
 func TokenHashRef(raw string) string {
-	sum := sha256.Sum256([]byte(raw))
+	parts := strings.Split(raw, ".")
+	for i, p := range parts {
+		if b, err := base64.RawURLEncoding.DecodeString(p); err == nil {
+			parts[i] = base64.RawURLEncoding.EncodeToString(b)
+		}
+	}
+	sum := sha256.Sum256([]byte(strings.Join(parts, ".")))
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
