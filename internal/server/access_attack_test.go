@@ -320,3 +320,21 @@ func TestAuthorizationToApp(t *testing.T) {
 		}
 	}
 }
+
+// TestBasicAuthThrottleKnob: limits.basic_auth_failure_burst_per_ip
+// sets how many wrong passwords an address gets before 429.
+func TestBasicAuthThrottleKnob(t *testing.T) {
+	srv := tunneltest.StartServer(t, func(c *server.Config) { c.Limits.BasicAuthFailureBurstPerIP = 3 })
+	app := &atkApp{}
+	spec := tunneltest.HTTP("web", startApp(t, app.ServeHTTP).URL)
+	spec.Config.BasicAuth = []string{atkUser + ":" + atkPW}
+	c := tunneltest.StartClient(t, tunneltest.ClientConfig(srv.TunnelURL()), spec)
+	url := c.WaitURL(t, "web")
+	for i := range 3 {
+		if w := serveFrom(srv, url, "192.0.2.1:1", basicHeader(atkUser, "guess")); w.Code != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d", i, w.Code)
+		}
+	}
+	w := serveFrom(srv, url, "192.0.2.1:1", basicHeader(atkUser, atkPW))
+	want429(t, "past a burst of 3", w.Code, w.Header())
+}
