@@ -40,6 +40,8 @@ func FuzzAccessRules(f *testing.F) {
 	f.Add("u:", "::ffff:192.0.2.0/120", "fe80::1%eth0", "Bad Name: x", "192.0.2.9")
 	f.Add("x:y\x00z", "0.0.0.0/0", "127.0.0.1/32", "X-A: b\r\nX-C: d", "127.0.0.1")
 	f.Add("carol:a:b:c", " 10.1.2.3/8 ", " ::ffff:192.0.2.1 ", "X-Key:  v ", "10.200.0.1")
+	f.Add(":pw-only", "", "", "", "192.0.2.1")
+	f.Add("erin:pw", "", "", "X-Key", "192.0.2.1")
 	f.Add("dave:pw", "1.2.3.4/0", "2001:db8::/129", "X_Under: v", "[::1]:80")
 	// Hashing stays cheap here: the digest's properties, not its cost,
 	// are under test.
