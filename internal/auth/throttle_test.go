@@ -49,3 +49,39 @@ func TestThrottleFullTableWorkBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestThrottleSpray100k: failed handshakes from 100,000 distinct
+// addresses (IPv4 and IPv6 /64s) keep the table at its cap, and each
+// failure looks at a bounded number of entries; many addresses of one
+// /64 are one entry and share its budget.
+func TestThrottleSpray100k(t *testing.T) {
+	th := newThrottle(60, 5)
+	now := time.Now()
+	const spray = 100_000
+	for i := range spray {
+		remote := fmt.Sprintf("10.%d.%d.%d:1", i>>16&255, i>>8&255, i&255)
+		if i%2 == 1 {
+			remote = fmt.Sprintf("[2001:db8:%x:%x::1]:1", i>>16, i&0xffff)
+		}
+		th.failed(remote, now)
+		if i%10_000 == 0 && len(th.addr) > th.max {
+			t.Fatalf("after %d addresses the table holds %d, over %d", i+1, len(th.addr), th.max)
+		}
+	}
+	if len(th.addr) > th.max {
+		t.Fatalf("the table holds %d entries, over %d", len(th.addr), th.max)
+	}
+	if per := float64(th.scanned) / spray; per > evictSample {
+		t.Fatalf("%.2f entries looked at per failure, want at most %d", per, evictSample)
+	}
+	one := newThrottle(60, 5)
+	for i := range 1000 {
+		one.failed(fmt.Sprintf("[2001:db8:0:7:%x::%x]:1", i, i), now)
+	}
+	if len(one.addr) != 1 {
+		t.Fatalf("1000 addresses of one /64 are %d entries", len(one.addr))
+	}
+	if _, blocked := one.blocked("[2001:db8:0:7:ffff::1]:9", now); !blocked {
+		t.Fatal("a fresh address of a /64 that failed 1000 times is not blocked")
+	}
+}

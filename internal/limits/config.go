@@ -36,6 +36,11 @@ type Config struct {
 	// On the tunnel listener, per source address.
 	HandshakesPerIP     float64 `toml:"handshakes_per_second_per_ip"`
 	HandshakeBurstPerIP int     `toml:"handshake_burst_per_ip"`
+	// Wrong --basic-auth passwords per visitor address (IPv6: per /64):
+	// a burst, then this many a second; past them 429, whatever the
+	// address sends. 0 turns the throttle off (not recommended).
+	BasicAuthFailuresPerSecondPerIP float64 `toml:"basic_auth_failures_per_second_per_ip"`
+	BasicAuthFailureBurstPerIP      int     `toml:"basic_auth_failure_burst_per_ip"`
 	// ControlMessagesPerSecond per session (binds, pings, ...).
 	ControlMessagesPerSecond float64 `toml:"control_messages_per_second"`
 	ControlBurst             int     `toml:"control_burst"`
@@ -64,6 +69,8 @@ func (c *Config) Validate() error {
 	neg("visitor_burst_per_ip", float64(c.VisitorBurstPerIP))
 	neg("handshakes_per_second_per_ip", c.HandshakesPerIP)
 	neg("handshake_burst_per_ip", float64(c.HandshakeBurstPerIP))
+	neg("basic_auth_failures_per_second_per_ip", c.BasicAuthFailuresPerSecondPerIP)
+	neg("basic_auth_failure_burst_per_ip", float64(c.BasicAuthFailureBurstPerIP))
 	neg("control_messages_per_second", c.ControlMessagesPerSecond)
 	neg("control_burst", float64(c.ControlBurst))
 	neg("max_tunnels", float64(c.MaxTunnels))
@@ -86,6 +93,10 @@ func Defaults() Config {
 		// messages a heartbeat after that; a flood is cut off.
 		ControlMessagesPerSecond: 20,
 		ControlBurst:             200,
+		// A password is no protection if it can be guessed at full
+		// speed: ten tries at once, then one a second.
+		BasicAuthFailuresPerSecondPerIP: 1,
+		BasicAuthFailureBurstPerIP:      10,
 	}
 }
 

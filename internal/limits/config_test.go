@@ -32,6 +32,8 @@ handshake_burst_per_ip = 10
 control_messages_per_second = 20
 control_burst = 50
 max_tunnels = 10000
+basic_auth_failures_per_second_per_ip = 0.5
+basic_auth_failure_burst_per_ip = 5
 `
 	if err := config.Decode("server.toml", []byte(src), &file); err != nil {
 		t.Fatal(err)
@@ -41,7 +43,7 @@ max_tunnels = 10000
 		MaxSessionsPerUser: 3, MaxConnectionsPerTunnel: 200, MaxStreamsPerSession: 1000,
 		VisitorConnectionsPerIP: 64, MaxVisitorConnections: 5000, VisitorRequestsPerIP: 100, VisitorBurstPerIP: 200,
 		HandshakesPerIP: 2, HandshakeBurstPerIP: 10, ControlMessagesPerSecond: 20, ControlBurst: 50,
-		MaxTunnels: 10000,
+		MaxTunnels: 10000, BasicAuthFailuresPerSecondPerIP: 0.5, BasicAuthFailureBurstPerIP: 5,
 	}
 	if file.Limits != want {
 		t.Fatalf("decoded %+v\nwant    %+v", file.Limits, want)

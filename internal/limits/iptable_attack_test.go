@@ -178,3 +178,53 @@ func TestIPTableFullShardWorkBounded(t *testing.T) {
 		t.Fatal("a new address was put in the overflow although its shard held only spent entries")
 	}
 }
+
+// TestIPTableSpray100k: 100,000 distinct addresses (IPv4 and IPv6 /64s)
+// fail a password at a table with its default bound, then another
+// 100,000 with a bound of 6,400: the table never holds more than its
+// bound, each attempt looks at no more than evictSample entries to make
+// room, and a /64 seen through many of its addresses is one entry.
+func TestIPTableSpray100k(t *testing.T) {
+	for _, bound := range []int{0, 6400} {
+		clk := newFakeClock()
+		tb := NewIPTable(1, 10, 0, clk.Now)
+		if bound > 0 {
+			tb.SetBounds(bound, time.Minute)
+		}
+		limit := tb.maxEntries
+		const spray = 100_000
+		before := tb.scanned.Load()
+		for i := range spray {
+			ip := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+			if i%2 == 1 {
+				ip = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, byte(i >> 16), byte(i >> 8), byte(i), 0xaa, 0xbb, 0, 0, 0, 0, 0, byte(i)})
+			}
+			ok, _, done := tb.Reserve(ip)
+			done(ok)
+			if i%10_000 == 0 && tb.Len() > limit {
+				t.Fatalf("bound %d: after %d addresses the table holds %d", limit, i+1, tb.Len())
+			}
+		}
+		if n := tb.Len(); n > limit {
+			t.Fatalf("bound %d: the table holds %d entries", limit, n)
+		}
+		if per := float64(tb.scanned.Load()-before) / spray; per > evictSample {
+			t.Fatalf("bound %d: %.2f entries looked at per attempt, want at most %d", limit, per, evictSample)
+		}
+		t.Logf("bound %d: %d entries, %.2f looked at per attempt", limit, tb.Len(), float64(tb.scanned.Load()-before)/spray)
+	}
+	// Many addresses of one /64: one entry, one budget.
+	tb := NewIPTable(1, 10, 0, newFakeClock().Now)
+	refused := 0
+	for i := range 1000 {
+		ip := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 7, byte(i >> 8), byte(i), 1, 2, 3, 4, 5, 6})
+		ok, _, done := tb.Reserve(ip)
+		if !ok {
+			refused++
+		}
+		done(ok)
+	}
+	if tb.Len() != 1 || refused != 990 {
+		t.Fatalf("1000 addresses of one /64: %d entries, %d refused; want 1 entry and all but 10 refused", tb.Len(), refused)
+	}
+}

@@ -6,8 +6,27 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/porthole/porthole/internal/protocol"
 )
+
+func validCred(s string) bool {
+	user, _, ok := strings.Cut(s, ":")
+	return ok && user != ""
+}
+
+func validNet(s string) bool {
+	s = strings.TrimSpace(s)
+	_, perr := netip.ParsePrefix(s)
+	_, aerr := netip.ParseAddr(s)
+	return perr == nil || aerr == nil
+}
+
+func validPair(s string) bool {
+	name, value, ok := strings.Cut(s, ":")
+	return ok && httpguts.ValidHeaderFieldName(strings.TrimSpace(name)) && httpguts.ValidHeaderFieldValue(strings.TrimSpace(value))
+}
 
 // FuzzAccessRules compiles arbitrary access rules as a client sends them
 // in a bind, and checks a visitor against what compiled: no panic; an
@@ -20,6 +39,10 @@ func FuzzAccessRules(f *testing.F) {
 	f.Add(":nouser", "10.0.0.0/33", "", "", "10.1.2.3")
 	f.Add("u:", "::ffff:192.0.2.0/120", "fe80::1%eth0", "Bad Name: x", "192.0.2.9")
 	f.Add("x:y\x00z", "0.0.0.0/0", "127.0.0.1/32", "X-A: b\r\nX-C: d", "127.0.0.1")
+	f.Add("carol:a:b:c", " 10.1.2.3/8 ", " ::ffff:192.0.2.1 ", "X-Key:  v ", "10.200.0.1")
+	f.Add(":pw-only", "", "", "", "192.0.2.1")
+	f.Add("erin:pw", "", "", "X-Key", "192.0.2.1")
+	f.Add("dave:pw", "1.2.3.4/0", "2001:db8::/129", "X_Under: v", "[::1]:80")
 	// Hashing stays cheap here: the digest's properties, not its cost,
 	// are under test.
 	t, m := argonTime, argonMemory
@@ -40,16 +63,28 @@ func FuzzAccessRules(f *testing.F) {
 			in.RequireHeader = []string{header}
 		}
 		a, err := compileAccess(context.Background(), &in)
+		// What the rules' syntax allows, decided independently of the
+		// parser: each entry compiles exactly when it is well formed.
+		wellFormed := (cred == "" || validCred(cred)) && (allow == "" || validNet(allow)) &&
+			(deny == "" || validNet(deny)) && (header == "" || validPair(header))
 		if err != nil {
-			if !strings.Contains(err.Error(), " ") {
-				t.Fatalf("unclear error %q", err)
+			if !isCode(err, protocol.CodeBadRequest) || !err.(*protocol.Error).Final || !strings.Contains(err.Error(), " ") {
+				t.Fatalf("unclear error %#v", err)
+			}
+			if _, pass, _ := strings.Cut(cred, ":"); len(pass) >= 4 && strings.Contains(err.Error(), pass) && !strings.Contains(allow+deny+header, pass) {
+				t.Fatalf("the refusal %q shows the password", err)
+			}
+			if wellFormed {
+				t.Fatalf("well-formed rules refused: %v", err)
 			}
 			return
 		}
-		if cred != "" {
-			if user, _, ok := strings.Cut(cred, ":"); !ok || user == "" {
-				t.Fatalf("basic auth entry %q without USER: compiled", cred)
-			}
+		if !wellFormed {
+			t.Fatalf("rules with a malformed entry compiled: %+v", in)
+		}
+		// Compiling is deterministic: the same rules are the same.
+		if b, err := compileAccess(context.Background(), &in); err != nil || !a.sameAs(b) {
+			t.Fatalf("the same rules compiled twice differ: %v", err)
 		}
 		if a == nil {
 			if cred != "" || allow != "" || deny != "" || header != "" {

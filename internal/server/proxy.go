@@ -175,6 +175,14 @@ func (s *Server) rewrite(t *tunnel, pr *httputil.ProxyRequest) {
 	for _, h := range visitorAddrHeaders {
 		pr.Out.Header.Del(h)
 	}
+	// Other spellings of them: CGI and the stacks that follow it (PHP,
+	// some WSGI and Rack servers) read "X_Real_IP" as HTTP_X_REAL_IP, the
+	// same variable as "X-Real-IP", and the one sent last may win.
+	for name := range pr.Out.Header {
+		if strings.Contains(name, "_") && isAddrHeader[http.CanonicalHeaderKey(strings.ReplaceAll(name, "_", "-"))] {
+			delete(pr.Out.Header, name)
+		}
+	}
 	proto := "http"
 	if pr.In.TLS != nil {
 		proto = "https"
@@ -206,6 +214,16 @@ var visitorAddrHeaders = []string{
 	"X-Real-Ip", "True-Client-Ip", "Forwarded", "X-Client-Ip", "X-Cluster-Client-Ip",
 	"Cf-Connecting-Ip", "Fastly-Client-Ip", "X-Forwarded", "Forwarded-For", "Client-Ip", "X-Originating-Ip",
 }
+
+// isAddrHeader holds visitorAddrHeaders and the X-Forwarded-* headers
+// the server sets, by canonical name.
+var isAddrHeader = func() map[string]bool {
+	m := map[string]bool{"X-Forwarded-For": true, "X-Forwarded-Host": true, "X-Forwarded-Proto": true}
+	for _, h := range visitorAddrHeaders {
+		m[h] = true
+	}
+	return m
+}()
 
 // errMemberRefused replaces a pool member's "local app refused" answer so
 // that the error handler can retry the request on another member.

@@ -138,9 +138,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		visitors: limits.NewIPTable(cfg.Limits.VisitorRequestsPerIP, cfg.Limits.VisitorBurstPerIP,
 			cfg.Limits.VisitorConnectionsPerIP, deps.Now),
 		handshakes: limits.NewIPTable(cfg.Limits.HandshakesPerIP, cfg.Limits.HandshakeBurstPerIP, 0, deps.Now),
-		// Always on: a password is no protection if it can be guessed at
-		// full speed. Ten tries at once, then one a second.
-		accessFailures: limits.NewIPTable(1, 10, 0, deps.Now),
+		accessFailures: limits.NewIPTable(cfg.Limits.BasicAuthFailuresPerSecondPerIP,
+			cfg.Limits.BasicAuthFailureBurstPerIP, 0, deps.Now),
 		// A client cut off for flooding frames may not come back from its
 		// address for 10 s: reconnecting at once would make every cut
 		// cost a handshake and a new session, and the flood go on.
