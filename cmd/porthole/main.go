@@ -112,10 +112,10 @@ func (g *globalFlags) logger(w io.Writer) (*slog.Logger, error) {
 func versionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print the version",
+		Short: "Print the version, the commit it was built from and the Go toolchain",
 		Args:  noArgs,
 		Run: func(cmd *cobra.Command, args []string) {
-			fmt.Fprintln(cmd.OutOrStdout(), "porthole", version.String())
+			fmt.Fprintln(cmd.OutOrStdout(), "porthole", version.Long())
 		},
 	}
 }
