@@ -119,6 +119,6 @@ func tokensCutoffCmd(e *adminEnv) *cobra.Command {
 	cmd.Flags().StringVar(&issuer, "issuer", "", "the tokens' issuer (iss claim); default this server's own token_issuer")
 	cmd.Flags().StringVar(&user, "user", "", "the user whose tokens to revoke")
 	cmd.Flags().BoolVar(&all, "all", false, "revoke the tokens of every user of the issuer")
-	cmd.Flags().StringVar(&before, "before", "", "revoke tokens issued before this RFC 3339 time (default now)")
+	cmd.Flags().StringVar(&before, "before", "", "revoke tokens issued before this RFC 3339 time (when unset: now)")
 	return cmd
 }

@@ -23,7 +23,7 @@ type adminAPIFlags struct {
 
 func (f *adminAPIFlags) register(cmd *cobra.Command) {
 	cmd.PersistentFlags().StringVar(&f.addr, "admin-addr", "127.0.0.1:8082", "the server's admin listener")
-	cmd.PersistentFlags().StringVar(&f.token, "admin-token", "", "admin API token (default $PORTHOLE_ADMIN_TOKEN)")
+	cmd.PersistentFlags().StringVar(&f.token, "admin-token", "", "admin API token (when unset: $PORTHOLE_ADMIN_TOKEN)")
 }
 
 func (f *adminAPIFlags) do(method, path string, out any) error {

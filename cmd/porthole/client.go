@@ -35,9 +35,9 @@ func (cf *clientFlags) register(cmd *cobra.Command, withTunnel bool, kind string
 	cf.cfg = client.DefaultConfig()
 	f := cmd.Flags()
 	f.StringVar(&cf.cfgFile, "config", "", "TOML configuration file")
-	f.StringArrayVar(&cf.servers, "server", nil, "ws:// or wss:// address of a server's tunnel listener; repeat for failover (default $PORTHOLE_SERVER, else ws://localhost:8081)")
-	f.StringVar(&cf.cfg.APIKey, "api-key", "", "API key (default $PORTHOLE_API_KEY)")
-	f.StringVar(&cf.cfg.Token, "token", "", "signed token (default $PORTHOLE_TOKEN)")
+	f.StringArrayVar(&cf.servers, "server", nil, "ws:// or wss:// address of a server's tunnel listener; repeat for failover (when unset: $PORTHOLE_SERVER, else ws://localhost:8081)")
+	f.StringVar(&cf.cfg.APIKey, "api-key", "", "API key (when unset: $PORTHOLE_API_KEY)")
+	f.StringVar(&cf.cfg.Token, "token", "", "signed token (when unset: $PORTHOLE_TOKEN)")
 	f.StringVar(&cf.cfg.Cert, "cert", "", "client certificate for mutual TLS")
 	f.StringVar(&cf.cfg.Key, "key", "", "private key for --cert")
 	f.StringVar(&cf.cfg.CAFile, "ca-file", "", "CA to verify a wss:// server with, besides the system roots")
@@ -70,7 +70,9 @@ func (cf *clientFlags) register(cmd *cobra.Command, withTunnel bool, kind string
 		f.StringArrayVar(&cf.tunnel.ResponseHeaderAdd, "response-header-add", nil, `add "Name: value" to responses (repeatable)`)
 		f.StringArrayVar(&cf.tunnel.ResponseHeaderRemove, "response-header-remove", nil, "remove this header from responses (repeatable)")
 		f.StringVar(&cf.tunnel.HealthPath, "health-path", "", "check the local app at this path; while it fails, the server sends no visitors to this client")
-		f.Var(&cf.tunnel.HealthInterval, "health-interval", "how often to run the health check (default 10s)")
+		// The real default goes in the variable, so help prints it once and right.
+		cf.tunnel.HealthInterval = config.Duration(client.DefaultHealthInterval)
+		f.Var(&cf.tunnel.HealthInterval, "health-interval", "how often to run the health check")
 	} else {
 		f.IntVar(&cf.tunnel.RemotePort, "remote-port", 0, "ask for this public port")
 		f.StringVar(&cf.tunnel.ProxyProtocol, "proxy-protocol", "", `send the local app a PROXY protocol header with the visitor's address: "v2" (binary) or "v1" (text)`)

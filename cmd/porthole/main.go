@@ -41,34 +41,10 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	var g globalFlags
 	running := false
-	root := &cobra.Command{
-		Use:           "porthole",
-		Short:         "A self-hosted tunnel: expose a local app at a public URL on your own domain",
-		Version:       version.String(),
-		SilenceUsage:  true,
-		SilenceErrors: true,
-		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			running = true
-			return nil
-		},
-	}
+	root := newRootCmd(&g, &running)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetArgs(args)
-	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
-	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(
-		serverCmd(&g),
-		clientCmd(&g, "http"),
-		clientCmd(&g, "tcp"),
-		startCmd(&g),
-		statusCmd(),
-		demoCmd(&g),
-		configCmd(),
-		withSubcommands(adminCmd(&g), adminSessionsCmd()),
-		versionCmd(),
-	)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -88,6 +64,37 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
+// newRootCmd builds the command tree; *running turns true once a command
+// starts (errors before that are usage errors).
+func newRootCmd(g *globalFlags, running *bool) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "porthole",
+		Short:         "A self-hosted tunnel: expose a local app at a public URL on your own domain",
+		Version:       version.String(),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			*running = true
+			return nil
+		},
+	}
+	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(
+		serverCmd(g),
+		clientCmd(g, "http"),
+		clientCmd(g, "tcp"),
+		startCmd(g),
+		statusCmd(),
+		demoCmd(g),
+		configCmd(),
+		withSubcommands(adminCmd(g), adminSessionsCmd()),
+		versionCmd(),
+	)
+	return root
+}
+
 // logger builds the process logger on w; run flushes it before exiting.
 func (g *globalFlags) logger(w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
@@ -105,10 +112,10 @@ func (g *globalFlags) logger(w io.Writer) (*slog.Logger, error) {
 func versionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print the version",
+		Short: "Print the version, the commit it was built from and the Go toolchain",
 		Args:  noArgs,
 		Run: func(cmd *cobra.Command, args []string) {
-			fmt.Fprintln(cmd.OutOrStdout(), "porthole", version.String())
+			fmt.Fprintln(cmd.OutOrStdout(), "porthole", version.Long())
 		},
 	}
 }

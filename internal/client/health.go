@@ -10,8 +10,8 @@ import (
 	"github.com/porthole/porthole/internal/protocol"
 )
 
-// defaultHealthInterval applies when a health path is set without an interval.
-const defaultHealthInterval = 10 * time.Second
+// DefaultHealthInterval applies when a health path is set without an interval.
+const DefaultHealthInterval = 10 * time.Second
 
 // healthLoop checks t's local app at its health path every interval and
 // tells the server when the answer changes, until done is closed. The
@@ -19,7 +19,7 @@ const defaultHealthInterval = 10 * time.Second
 func (t *tunnel) healthLoop(w *protocol.Writer, done <-chan struct{}) {
 	every := t.cfg.HealthInterval.D()
 	if every <= 0 {
-		every = defaultHealthInterval
+		every = DefaultHealthInterval
 	}
 	url := fmt.Sprintf("%s://%s%s", t.target.Scheme, t.target.Host, t.cfg.HealthPath)
 	hc := &http.Client{Transport: t.http.tr, Timeout: min(every, 5*time.Second),
