@@ -3,6 +3,7 @@ package client
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -75,7 +76,18 @@ func (f *httpForwarder) serveStream(st net.Conn) {
 		if err != nil {
 			return
 		}
-		if !f.roundTripDirect(bw, req) {
+		// A visitor who leaves makes the server close the stream: that
+		// cancels the request to the app, as http.Server would.
+		var stop func() = func() {}
+		if pd, ok := st.(interface{ OnPeerDone(func()) func() }); ok {
+			ctx, cancel := context.WithCancel(req.Context())
+			req = req.WithContext(ctx)
+			undo := pd.OnPeerDone(cancel)
+			stop = func() { undo(); cancel() }
+		}
+		ok := f.roundTripDirect(bw, req)
+		stop()
+		if !ok {
 			return
 		}
 	}

@@ -120,3 +120,33 @@ func TestDirectPathAppDown(t *testing.T) {
 		t.Fatalf("got %d %v %q", resp.StatusCode, resp.Header, body)
 	}
 }
+
+// A visitor who gives up on a stalled app cancels the request to the app
+// on the direct path too: the client closes its connection to the app.
+func TestDirectPathVisitorLeavesStalledApp(t *testing.T) {
+	gone := make(chan struct{})
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ok" {
+			io.WriteString(w, "ok")
+			return
+		}
+		<-r.Context().Done()
+		close(gone)
+	}))
+	t.Cleanup(app.Close)
+	srv := tunneltest.StartServer(t)
+	c := tunneltest.StartClient(t, tunneltest.ClientConfig(srv.TunnelURL()), tunneltest.HTTP("web", app.URL))
+	url := c.WaitURL(t, "web")
+	waitOK(t, srv, url+"/ok", "ok")
+	vis := srv.Visitor()
+	vis.Timeout = 300 * time.Millisecond
+	if resp, err := vis.Get(url + "/stall"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("got %d from a stalled app", resp.StatusCode)
+	}
+	select {
+	case <-gone:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the app's request was not cancelled after the visitor left")
+	}
+}
