@@ -46,25 +46,38 @@ func (f *httpForwarder) serveStream(st net.Conn) {
 		f.ln.push(st)
 		return
 	}
-	br := streamReaders.Get().(*bufio.Reader)
-	br.Reset(st)
-	bw := streamWriters.Get().(*bufio.Writer)
-	bw.Reset(st)
+	// Between requests a stream holds no buffers: the server keeps up
+	// to its idle_streams of them open per tunnel, and 48 KiB of buffers
+	// each would make an idle client grow with every visitor it had.
+	// The next request's first byte is waited for with a one-byte read.
+	var br *bufio.Reader
+	src := &firstByteReader{r: st}
 	handed := false
 	defer func() {
-		bw.Reset(nil)
-		streamWriters.Put(bw)
-		if !handed {
+		if br != nil && !handed {
 			br.Reset(nil)
 			streamReaders.Put(br)
+		}
+		if !handed {
 			st.Close()
 		}
 	}()
 	for {
-		if br.Buffered() == 0 {
+		if br != nil && br.Buffered() == 0 {
+			br.Reset(nil)
+			streamReaders.Put(br)
+			br = nil
+		}
+		if br == nil {
 			if s, ok := st.(interface{ Shrink() }); ok {
 				s.Shrink()
 			}
+			if _, err := io.ReadFull(st, src.first[:]); err != nil {
+				return
+			}
+			src.pending = true
+			br = streamReaders.Get().(*bufio.Reader)
+			br.Reset(src)
 		}
 		if !plainRequest(br) {
 			// The bytes read so far go with the stream.
@@ -85,7 +98,11 @@ func (f *httpForwarder) serveStream(st net.Conn) {
 			undo := pd.OnPeerDone(cancel)
 			stop = func() { undo(); cancel() }
 		}
+		bw := streamWriters.Get().(*bufio.Writer)
+		bw.Reset(st)
 		ok := f.roundTripDirect(bw, req)
+		bw.Reset(nil)
+		streamWriters.Put(bw)
 		stop()
 		if !ok {
 			return
@@ -275,6 +292,25 @@ func (b *bufferedResponse) response(req *http.Request) *http.Response {
 	}
 	return &http.Response{StatusCode: b.status, ProtoMajor: 1, ProtoMinor: 1, Header: b.header,
 		ContentLength: int64(b.body.Len()), Body: io.NopCloser(&b.body), Request: req}
+}
+
+// firstByteReader reads the byte an idle stream waited for, then the
+// stream: in one Read, so that a request's header arrives whole in the
+// reader's buffer (plainRequest looks for its end there).
+type firstByteReader struct {
+	r       io.Reader
+	first   [1]byte
+	pending bool
+}
+
+func (f *firstByteReader) Read(p []byte) (int, error) {
+	if !f.pending || len(p) == 0 {
+		return f.r.Read(p)
+	}
+	f.pending = false
+	p[0] = f.first[0]
+	n, err := f.r.Read(p[1:])
+	return n + 1, err
 }
 
 // bufferedConn is a stream whose first bytes sit in r.
