@@ -188,7 +188,7 @@ func (c *Client) acceptStreams(mux *transport.Session) {
 				return
 			}
 			if t.http != nil {
-				t.http.ln.push(st)
+				t.http.serveStream(st)
 				return
 			}
 			t.serveTCP(st, h)

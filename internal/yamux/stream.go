@@ -61,6 +61,8 @@ type Stream struct {
 	sendLock sync.Mutex
 
 	recvNotifyCh chan struct{}
+	// onPeerDone is OnPeerDone's hook, under stateLock.
+	onPeerDone func()
 	sendNotifyCh chan struct{}
 
 	readDeadline  atomic.Value // time.Time
@@ -464,9 +466,40 @@ func (s *Stream) closeTimeout() {
 func (s *Stream) forceClose() {
 	s.stateLock.Lock()
 	s.state = streamClosed
+	s.peerDone()
 	s.stateLock.Unlock()
 	s.notifyWaiting()
 	s.releaseCredit()
+}
+
+// OnPeerDone has f called once when the peer will send nothing more on
+// the stream (FIN, RST, or the session's end), or at once if that
+// happened already; f must not block. The returned stop drops f. An HTTP
+// forwarder uses it to cancel a request whose visitor left without
+// reading the stream.
+func (s *Stream) OnPeerDone(f func()) (stop func()) {
+	s.stateLock.Lock()
+	switch s.state {
+	case streamRemoteClose, streamClosed, streamReset:
+		s.stateLock.Unlock()
+		f()
+		return func() {}
+	}
+	s.onPeerDone = f
+	s.stateLock.Unlock()
+	return func() {
+		s.stateLock.Lock()
+		s.onPeerDone = nil
+		s.stateLock.Unlock()
+	}
+}
+
+// peerDone runs the OnPeerDone hook; the caller holds stateLock.
+func (s *Stream) peerDone() {
+	if f := s.onPeerDone; f != nil {
+		s.onPeerDone = nil
+		f()
+	}
 }
 
 // releaseCredit gives the stream's window credit back to the budget: the
@@ -520,10 +553,12 @@ func (s *Stream) processFlags(flags uint16) error {
 		case streamEstablished:
 			s.state = streamRemoteClose
 			s.notifyWaiting()
+			s.peerDone()
 		case streamLocalClose:
 			s.state = streamClosed
 			closeStream = true
 			s.notifyWaiting()
+			s.peerDone()
 		default:
 			s.session.logger.Printf("[ERR] yamux: unexpected FIN flag in state %d", s.state)
 			return ErrUnexpectedFlag
@@ -533,6 +568,7 @@ func (s *Stream) processFlags(flags uint16) error {
 		s.state = streamReset
 		closeStream = true
 		s.notifyWaiting()
+		s.peerDone()
 	}
 	return nil
 }
