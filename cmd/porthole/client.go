@@ -70,6 +70,7 @@ func (cf *clientFlags) register(cmd *cobra.Command, withTunnel bool, kind string
 		f.StringArrayVar(&cf.tunnel.ResponseHeaderAdd, "response-header-add", nil, `add "Name: value" to responses (repeatable)`)
 		f.StringArrayVar(&cf.tunnel.ResponseHeaderRemove, "response-header-remove", nil, "remove this header from responses (repeatable)")
 		f.StringVar(&cf.tunnel.HealthPath, "health-path", "", "check the local app at this path; while it fails, the server sends no visitors to this client")
+		f.StringVar(&cf.tunnel.UpstreamProtocol, "upstream-protocol", "", client.UpstreamHelp)
 		f.Var(&cf.tunnel.HealthInterval, "health-interval", "how often to run the health check (default 10s)")
 	} else {
 		f.IntVar(&cf.tunnel.RemotePort, "remote-port", 0, "ask for this public port")
