@@ -61,13 +61,15 @@ func (Codec) Marshal(v any) ([]byte, error) {
 	return *b, nil
 }
 
-// Unmarshal implements encoding.Codec; it copies, as grpc may reuse data.
+// Unmarshal implements encoding.Codec. It copies into a new slice: grpc
+// may reuse data, and a message just passed to SendMsg may still be
+// queued for writing.
 func (Codec) Unmarshal(data []byte, v any) error {
 	b, ok := v.(*[]byte)
 	if !ok {
 		return fmt.Errorf("raw codec: %T is not *[]byte", v)
 	}
-	*b = append((*b)[:0], data...)
+	*b = append([]byte(nil), data...)
 	return nil
 }
 
@@ -164,6 +166,8 @@ func requested(ctx context.Context) error {
 	if m := md.Get("x-message"); len(m) > 0 {
 		msg = m[0]
 	}
+	// Outside ASCII, grpc-message travels percent-encoded.
+	msg += " (ünïcode)"
 	return status.Error(codes.Code(c), msg)
 }
 

@@ -63,7 +63,11 @@ type headerFlusher struct {
 
 func (h *headerFlusher) WriteHeader(code int) {
 	h.ResponseWriter.WriteHeader(code)
-	if code >= 200 && !h.done {
+	// A header block with grpc-status is a whole response
+	// ("Trailers-Only" in the gRPC protocol): it must reach the client
+	// as one HEADERS frame that ends the stream, which a flush here
+	// would split from its end.
+	if code >= 200 && !h.done && h.Header().Get("Grpc-Status") == "" {
 		h.done = true
 		_ = http.NewResponseController(h.ResponseWriter).Flush()
 	}
