@@ -70,6 +70,7 @@ func (cf *clientFlags) register(cmd *cobra.Command, withTunnel bool, kind string
 		f.StringArrayVar(&cf.tunnel.ResponseHeaderAdd, "response-header-add", nil, `add "Name: value" to responses (repeatable)`)
 		f.StringArrayVar(&cf.tunnel.ResponseHeaderRemove, "response-header-remove", nil, "remove this header from responses (repeatable)")
 		f.StringVar(&cf.tunnel.HealthPath, "health-path", "", "check the local app at this path; while it fails, the server sends no visitors to this client")
+		f.StringVar(&cf.tunnel.UpstreamProtocol, "upstream-protocol", "", client.UpstreamHelp)
 		// The real default goes in the variable, so help prints it once and right.
 		cf.tunnel.HealthInterval = config.Duration(client.DefaultHealthInterval)
 		f.Var(&cf.tunnel.HealthInterval, "health-interval", "how often to run the health check")

@@ -105,6 +105,11 @@ type TunnelConfig struct {
 	// header to the local app before the visitor's bytes, so that it
 	// sees the visitor's address (docs/tcp.md).
 	ProxyProtocol string `toml:"proxy_protocol"`
+
+	// UpstreamProtocol (http tunnels) is what the client speaks to the
+	// local app: "http1" (default), "http2", "h2c" or "auto"
+	// (upstream.go, docs/grpc.md).
+	UpstreamProtocol string `toml:"upstream_protocol"`
 }
 
 // DefaultConfig returns the client defaults.
@@ -225,7 +230,7 @@ func (t *TunnelConfig) validate() error {
 	if err := validateProxyProtocol(t.Proto, t.ProxyProtocol); err != nil {
 		return err
 	}
-	return nil
+	return validateUpstreamProtocol(t)
 }
 
 // SendsCredential reports whether the client presents a bearer credential

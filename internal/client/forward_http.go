@@ -28,6 +28,7 @@ type httpForwarder struct {
 	ln     *streamListener
 	srv    *http.Server
 	tr     *httpfwd.Transport
+	up     http.RoundTripper // to the local app: tr, or HTTP/2 (upstream.go)
 	target Target
 	// ins records each exchange for the request inspector; nil when off.
 	ins *inspect.Store
@@ -72,12 +73,14 @@ func newHTTPForwarder(t *tunnel, log *slog.Logger) *httpForwarder {
 		MaxHeaderBytes:  appMaxHeaderBytes,
 		MaxHeaderFields: appMaxHeaderFields,
 	}
+	f.up = newUpstream(&t.cfg, t.target, local, f.tr, log)
 	proxy := &httputil.ReverseProxy{
-		Rewrite:      f.rewrite,
-		Transport:    f.tr,
-		ErrorHandler: f.proxyError,
-		BufferPool:   httpfwd.BufferPool{},
-		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		Rewrite:        f.rewrite,
+		Transport:      f.up,
+		ErrorHandler:   f.proxyError,
+		ModifyResponse: httpfwd.KeepTrailers,
+		BufferPool:     httpfwd.BufferPool{},
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	f.srv = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -121,7 +124,7 @@ func (f *httpForwarder) serve(proxy *httputil.ReverseProxy, w http.ResponseWrite
 			"bytes", rec.Bytes, "duration", time.Since(start).Round(time.Microsecond).String(),
 			"request_id", r.Header.Get("X-Request-Id"), "aborted", aborted)
 	}()
-	proxy.ServeHTTP(rec, r)
+	proxy.ServeHTTP(httpfwd.Duplex(rec, r), r)
 	aborted = false
 }
 
@@ -143,6 +146,7 @@ func (f *httpForwarder) rewrite(pr *httputil.ProxyRequest) {
 			pr.Out.Header[k] = v
 		}
 	}
+	httpfwd.ForwardRequestTrailers(pr)
 }
 
 // proxyError explains to the visitor what went wrong on this side, naming
@@ -189,6 +193,9 @@ func isTimeout(err error) bool {
 func (f *httpForwarder) close() {
 	f.srv.Close()
 	f.tr.Close()
+	if u, ok := f.up.(*upstream); ok {
+		u.h2.CloseIdleConnections()
+	}
 }
 
 // streamListener hands streams to an http.Server as if they were accepted

@@ -79,6 +79,9 @@ type HTTPConfig struct {
 	ShutdownTimeout config.Duration `toml:"shutdown_timeout"`
 	// KeepAlive is the TCP keep-alive period on accepted connections.
 	KeepAlive config.Duration `toml:"tcp_keepalive"`
+	// H2C serves cleartext HTTP/2 (prior knowledge) on the plain HTTP
+	// listener besides HTTP/1.1 (h2c.go). Off by default.
+	H2C bool `toml:"h2c"`
 }
 
 // TunnelConfig tunes client sessions.

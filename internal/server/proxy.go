@@ -124,7 +124,7 @@ func (s *Server) proxyRequest(t *tunnel, w http.ResponseWriter, r *http.Request)
 		id = newRequestID()
 		r.Header.Set("X-Request-Id", id)
 	}
-	rec := &httpfwd.Recorder{ResponseWriter: w}
+	rec := &httpfwd.Recorder{ResponseWriter: httpfwd.Duplex(w, r)}
 	t.requests.Add(1)
 	if t.route != nil && t.route.pool {
 		// Keep the visitor's request so a failed attempt can be retried
@@ -205,6 +205,7 @@ func (s *Server) rewrite(t *tunnel, pr *httputil.ProxyRequest) {
 	// The tunnel's own rules come last, so they can remove or set any of
 	// the above.
 	t.headers.applyRequest(pr.Out.Header)
+	httpfwd.ForwardRequestTrailers(pr)
 }
 
 // visitorAddrHeaders are request headers that, by one convention or

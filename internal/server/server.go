@@ -199,6 +199,7 @@ func (s *Server) Start() (err error) {
 	}
 
 	s.public = s.publicServer()
+	s.public.Protocols = s.plainProtocols()
 	s.public.Handler = s.acmeHTTP(s.public.Handler)
 	s.tunnelSrv = &http.Server{
 		Handler:           http.HandlerFunc(s.serveTunnelHandshake),

@@ -198,9 +198,17 @@ func HTTP(name, target string) client.Spec {
 // StartClient runs a client with cfg and specs until cleanup.
 func StartClient(t testing.TB, cfg client.Config, specs ...client.Spec) *Client {
 	t.Helper()
+	return StartClientDeps(t, cfg, client.Deps{}, specs...)
+}
+
+// StartClientDeps is StartClient with deps (TLS for wss:// servers); its
+// Logger, Version and OnEvent are set here.
+func StartClientDeps(t testing.TB, cfg client.Config, deps client.Deps, specs ...client.Spec) *Client {
+	t.Helper()
 	log, logs := NewLogger(t, "client")
 	c := &Client{Logs: logs, done: make(chan struct{}), signal: make(chan struct{})}
-	cl, err := client.New(cfg, specs, client.Deps{Logger: log, Version: "test", OnEvent: c.record})
+	deps.Logger, deps.Version, deps.OnEvent = log, "test", c.record
+	cl, err := client.New(cfg, specs, deps)
 	if err != nil {
 		t.Fatalf("client.New: %v", err)
 	}
