@@ -151,4 +151,4 @@ func (g *grpcHint) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // UpstreamHelp is the help text of --upstream-protocol.
-const UpstreamHelp = "protocol to the local app: http1, http2 (TLS with ALPN h2, https:// targets), h2c (cleartext HTTP/2, http:// targets) or auto (h2 when an https:// target offers it, else HTTP/1.1); gRPC needs http2 or h2c (default http1)"
+const UpstreamHelp = "protocol to the local app: http1, http2 (TLS with ALPN h2, https:// targets), h2c (cleartext HTTP/2, http:// targets) or auto (h2 when an https:// target offers it, else HTTP/1.1); gRPC needs http2 or h2c; http1 when unset"
