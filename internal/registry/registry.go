@@ -24,6 +24,12 @@ type Claim[E comparable] struct {
 	// the name is held for it until HeldUntil.
 	Endpoint  E
 	HeldUntil time.Time
+	// Node names the cluster node that holds the claim when it is not
+	// this one (Endpoint is then zero); NodeAddr is that node's cluster
+	// address, empty while its lease has lapsed. Both are empty on a
+	// single server.
+	Node     string
+	NodeAddr string
 }
 
 // Active reports whether the claim has a live endpoint.
@@ -34,6 +40,18 @@ func (c *Claim[E]) Active() bool {
 
 // ErrTaken means another owner holds the name, live or within its grace period.
 var ErrTaken = errors.New("name is in use by another client")
+
+// ErrUnavailable means the registry cannot take or give up names right
+// now (a shared database is unreachable); the caller may retry. Names
+// already bound keep being served.
+var ErrUnavailable = errors.New("the name registry is unavailable")
+
+// Shared is implemented by registries that several servers share. It
+// counts the live claims of user held at other nodes by clients other
+// than except, so that per-user limits hold across the cluster.
+type Shared interface {
+	OtherClaims(user string, except Owner) (int, error)
+}
 
 // Registry is what the server needs from a name registry.
 type Registry[E comparable] interface {

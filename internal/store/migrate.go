@@ -82,6 +82,9 @@ var sqliteMigrations = []string{
 		created_at INTEGER NOT NULL,
 		PRIMARY KEY (issuer, user_name)
 	)`,
+	// 3: the cluster's tables exist on PostgreSQL only (a cluster needs a
+	// shared database); SQLite records the version and nothing else.
+	``,
 }
 
 var postgresMigrations = []string{
@@ -153,6 +156,38 @@ var postgresMigrations = []string{
 		created_at BIGINT NOT NULL,
 		PRIMARY KEY (issuer, user_name)
 	)`,
+	// 3: the cluster (internal/cluster): nodes with leases, one claim per
+	// hostname or TCP port, and the route log that NOTIFY announces.
+	// Times are unix milliseconds of the database's clock, so that nodes
+	// with skewed clocks agree on leases.
+	`CREATE TABLE cluster_nodes (
+		name TEXT PRIMARY KEY,
+		addr TEXT NOT NULL,
+		incarnation TEXT NOT NULL,
+		state TEXT NOT NULL,
+		started_at BIGINT NOT NULL,
+		last_seen BIGINT NOT NULL,
+		lease_until BIGINT NOT NULL
+	);
+	CREATE SEQUENCE cluster_generation;
+	CREATE TABLE cluster_claims (
+		key TEXT PRIMARY KEY,
+		owner_user TEXT NOT NULL,
+		owner_client TEXT NOT NULL,
+		node TEXT NOT NULL,
+		generation BIGINT NOT NULL,
+		held_until BIGINT,
+		updated_at BIGINT NOT NULL
+	);
+	CREATE INDEX cluster_claims_node ON cluster_claims(node);
+	CREATE INDEX cluster_claims_user ON cluster_claims(owner_user);
+	CREATE TABLE cluster_route_log (
+		id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+		key TEXT NOT NULL,
+		generation BIGINT NOT NULL,
+		at BIGINT NOT NULL
+	);
+	CREATE INDEX cluster_route_log_at ON cluster_route_log(at)`,
 }
 
 // migrate brings the schema up to the newest version this binary knows,

@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // PoolOptions size the connection pool of a PostgreSQL store. They are
@@ -62,4 +64,19 @@ func splitPoolOptions(dbURL string) (string, PoolOptions, error) {
 	}
 	u.RawQuery = q.Encode()
 	return u.String(), o, nil
+}
+
+// PostgresConfig parses dbURL as OpenPostgres does, the pool parameters
+// taken out, for a package that needs connections of its own (the
+// cluster's LISTEN connection and lease heartbeat).
+func PostgresConfig(dbURL string) (*pgx.ConnConfig, error) {
+	clean, _, err := splitPoolOptions(dbURL)
+	if err != nil {
+		return nil, fmt.Errorf("database %s: %w", Redact(dbURL), err)
+	}
+	cfg, err := pgx.ParseConfig(clean)
+	if err != nil {
+		return nil, fmt.Errorf("database %s: not a valid PostgreSQL URL", Redact(dbURL))
+	}
+	return cfg, nil
 }

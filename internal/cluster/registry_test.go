@@ -1,0 +1,149 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/porthole/porthole/internal/registry"
+)
+
+type endpoint struct{ name string }
+
+var (
+	alice = registry.Owner{User: "alice", Client: "laptop"}
+	bob   = registry.Owner{User: "bob", Client: "laptop"}
+)
+
+// TestRaceOneName races two nodes for the same name 1,000 times: exactly
+// one wins each round, and the database and both maps agree on which.
+func TestRaceOneName(t *testing.T) {
+	dbURL, db := testDB(t)
+	na := join(t, fastConfig(t, dbURL, "node-a", time.Minute))
+	nb := join(t, fastConfig(t, dbURL, "node-b", time.Minute))
+	ra, rb := NewRegistry[*endpoint](na), NewRegistry[*endpoint](nb)
+	ea, eb := &endpoint{"a"}, &endpoint{"b"}
+	const rounds = 1000
+	winsA, winsB := 0, 0
+	for i := range rounds {
+		key := fmt.Sprintf("race%d.example.test", i)
+		var wg sync.WaitGroup
+		var errA, errB error
+		wg.Add(2)
+		go func() { defer wg.Done(); _, errA = ra.Bind(key, alice, ea) }()
+		go func() { defer wg.Done(); _, errB = rb.Bind(key, bob, eb) }()
+		wg.Wait()
+		switch {
+		case errA == nil && errB == nil:
+			t.Fatalf("round %d: both nodes bound %s", i, key)
+		case errA == nil && errors.Is(errB, registry.ErrTaken):
+			winsA++
+		case errB == nil && errors.Is(errA, registry.ErrTaken):
+			winsB++
+		default:
+			t.Fatalf("round %d: A %v, B %v", i, errA, errB)
+		}
+		ca, _ := ra.Lookup(key)
+		cb, _ := rb.Lookup(key)
+		servedA := ca != nil && ca.Endpoint != nil
+		servedB := cb != nil && cb.Endpoint != nil
+		if servedA == servedB {
+			t.Fatalf("round %d: served at A %v, at B %v", i, servedA, servedB)
+		}
+	}
+	var rows int
+	if err := db.QueryRow(`SELECT count(*) FROM cluster_claims`).Scan(&rows); err != nil || rows != rounds {
+		t.Fatalf("claims rows %d (%v), want %d", rows, err, rounds)
+	}
+	t.Logf("A won %d, B won %d", winsA, winsB)
+}
+
+// TestNotifyFeedsMap: a bind, a release with grace and a release without
+// reach the other node's map through NOTIFY, without a reload.
+func TestNotifyFeedsMap(t *testing.T) {
+	dbURL, _ := testDB(t)
+	na := join(t, fastConfig(t, dbURL, "node-a", time.Minute))
+	nb := join(t, fastConfig(t, dbURL, "node-b", time.Minute))
+	ra, rb := NewRegistry[*endpoint](na), NewRegistry[*endpoint](nb)
+	// Join's reload, then the listener's once it is connected.
+	eventually(t, 5*time.Second, "B's listener is up", func() bool { return nb.metrics.reloadCount() >= 2 })
+	eventually(t, 5*time.Second, "A's listener is up", func() bool { return na.metrics.reloadCount() >= 2 })
+	reloads := nb.metrics.reloadCount()
+	e := &endpoint{"a"}
+	c, err := ra.Bind("app.example.test", alice, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "B sees A's claim", func() bool {
+		got, ok := rb.Lookup("app.example.test")
+		return ok && got.Node == "node-a" && got.NodeAddr == na.Addr() && got.Generation == c.Generation && got.Endpoint == nil
+	})
+	ra.Release("app.example.test", e, time.Minute)
+	eventually(t, 5*time.Second, "B sees the name held", func() bool {
+		got, ok := rb.Lookup("app.example.test")
+		return ok && !got.HeldUntil.IsZero() && got.Node == "" && got.Owner == alice
+	})
+	if _, err := rb.Bind("app.example.test", bob, &endpoint{"b"}); !errors.Is(err, registry.ErrTaken) {
+		t.Fatalf("bob took a name held for alice: %v", err)
+	}
+	// Alice's client comes back at node B within the grace period.
+	if _, err := rb.Bind("app.example.test", alice, &endpoint{"b"}); err != nil {
+		t.Fatalf("alice reconnecting at another node: %v", err)
+	}
+	eventually(t, 5*time.Second, "A sees the name at B", func() bool {
+		got, ok := ra.Lookup("app.example.test")
+		return ok && got.Node == "node-b"
+	})
+	c2, _ := rb.Lookup("app.example.test")
+	rb.Release("app.example.test", c2.Endpoint, 0)
+	eventually(t, 5*time.Second, "A sees the name freed", func() bool {
+		_, ok := ra.Lookup("app.example.test")
+		return !ok
+	})
+	if got := nb.metrics.reloadCount(); got != reloads {
+		t.Fatalf("B reloaded %v times; the changes must come by NOTIFY", got-reloads)
+	}
+}
+
+// TestReloadAfterListenerReconnect: a change made while a node's listener
+// was away (here, written without a notification) appears after the
+// listener's connection is killed and comes back.
+func TestReloadAfterListenerReconnect(t *testing.T) {
+	dbURL, db := testDB(t)
+	nb := join(t, fastConfig(t, dbURL, "node-b", time.Minute))
+	rb := NewRegistry[*endpoint](nb)
+	join(t, fastConfig(t, dbURL, "node-a", time.Minute))
+	if _, err := db.Exec(`INSERT INTO cluster_claims (key, owner_user, owner_client, node, generation, held_until, updated_at)
+		VALUES ('silent.example.test', 'alice', 'laptop', 'node-a', nextval('cluster_generation'), NULL, 0)`); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if _, ok := rb.Lookup("silent.example.test"); ok {
+		t.Fatal("a change without a notification reached the map before any reload")
+	}
+	before := nb.metrics.reconnectCount()
+	var killed int
+	if err := db.QueryRow(`SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE application_name = $1 AND query LIKE 'LISTEN%'`, nb.listenAppName()).Scan(&killed); err != nil || killed != 1 {
+		t.Fatalf("killing B's listener: %d killed, %v", killed, err)
+	}
+	eventually(t, 10*time.Second, "B reloads after reconnecting", func() bool {
+		got, ok := rb.Lookup("silent.example.test")
+		return ok && got.Node == "node-a" && got.NodeAddr != ""
+	})
+	if nb.metrics.reconnectCount() <= before {
+		t.Fatal("the listener's reconnect was not counted")
+	}
+}
+
+// TestNodeNameInUse: a second process under a live node's name is refused.
+func TestNodeNameInUse(t *testing.T) {
+	dbURL, _ := testDB(t)
+	join(t, fastConfig(t, dbURL, "node-a", time.Minute))
+	_, err := Join(t.Context(), fastConfig(t, dbURL, "node-a", time.Minute))
+	if !errors.Is(err, ErrNameInUse) {
+		t.Fatalf("second node-a: %v, want ErrNameInUse", err)
+	}
+}
