@@ -62,7 +62,7 @@ type Stream struct {
 
 	recvNotifyCh chan struct{}
 	// onPeerDone is OnPeerDone's hook, under stateLock.
-	onPeerDone func()
+	onPeerDone   func()
 	sendNotifyCh chan struct{}
 
 	readDeadline  atomic.Value // time.Time
