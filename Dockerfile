@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # porthole in a small image: a static binary, CA roots and an empty data
 # directory on scratch, run as an unprivileged user.
 #
@@ -7,7 +6,7 @@
 #
 # See docs/deploy.md, "Container image".
 
-ARG GO_IMAGE=golang:1.26-bookworm
+ARG GO_IMAGE=golang:1.26.8-bookworm
 
 FROM ${GO_IMAGE} AS build
 ARG VERSION=dev

@@ -27,7 +27,10 @@ docker build --build-arg GO_IMAGE="$go_image" --build-arg VERSION="$version" --b
 trap 'docker rm -f porthole-ci-smoke >/dev/null 2>&1 || true; docker rmi -f "$img" >/dev/null 2>&1 || true' EXIT
 
 echo "docker: image $img, $(docker image inspect -f '{{.Size}}' "$img") bytes, user $(docker image inspect -f '{{.Config.User}}' "$img")"
-[ "$(docker image inspect -f '{{.Config.User}}' "$img")" != "" ] || { echo "docker: FAIL: the image runs as root"; exit 1; }
+user=$(docker image inspect -f '{{.Config.User}}' "$img")
+case "${user%%:*}" in
+"" | 0 | root) echo "docker: FAIL: the image runs as root (user '$user')"; exit 1 ;;
+esac
 
 got=$(docker run --rm "$img" version)
 echo "docker: $got"
