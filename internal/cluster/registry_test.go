@@ -21,8 +21,16 @@ var (
 // one wins each round, and the database and both maps agree on which.
 func TestRaceOneName(t *testing.T) {
 	dbURL, db := testDB(t)
-	na := join(t, fastConfig(t, dbURL, "node-a", time.Minute))
-	nb := join(t, fastConfig(t, dbURL, "node-b", time.Minute))
+	// Production lease timings: the fast ones of the fencing tests would
+	// fence a node whose renewal a loaded machine delays, which is not what
+	// this test is about.
+	slow := func(name string) Config {
+		c := fastConfig(t, dbURL, name, time.Minute)
+		c.RenewEvery, c.FenceAfter, c.LeaseTTL, c.OpTimeout = 2*time.Second, 6*time.Second, 10*time.Second, 5*time.Second
+		return c
+	}
+	na := join(t, slow("node-a"))
+	nb := join(t, slow("node-b"))
 	ra, rb := NewRegistry[*endpoint](na), NewRegistry[*endpoint](nb)
 	ea, eb := &endpoint{"a"}, &endpoint{"b"}
 	const rounds = 1000
