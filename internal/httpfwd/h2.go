@@ -128,6 +128,14 @@ func KeepTrailers(resp *http.Response) error {
 	if resp.Request != nil && resp.Request.Method == http.MethodHead {
 		return nil
 	}
+	// A gRPC Trailers-Only response (the status in the header block, no
+	// body) keeps its length of 0: a streamed one would have
+	// ReverseProxy flush its header at once, on a timer that can fire
+	// before the handler returns, splitting the block from the end of
+	// the stream, which gRPC clients reject.
+	if resp.ContentLength == 0 || resp.Header.Get("Grpc-Status") != "" {
+		return nil
+	}
 	resp.Header.Del("Content-Length")
 	resp.ContentLength = -1
 	return nil
