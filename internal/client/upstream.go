@@ -115,7 +115,14 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Header.Get("Upgrade") != "" {
 		return u.h1.RoundTrip(req)
 	}
-	return u.h2.RoundTrip(req)
+	start := time.Now()
+	resp, err := u.h2.RoundTrip(req)
+	if err != nil && httpfwd.IsGRPC(req.Header) && req.Context().Err() == nil {
+		if r, ok := grpcReset(req, err, start); ok {
+			return r, nil
+		}
+	}
+	return resp, err
 }
 
 // CloseIdleConnections closes both transports' idle connections.

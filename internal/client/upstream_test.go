@@ -3,6 +3,7 @@ package client
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestUpstreamProtocolValidation(t *testing.T) {
@@ -34,6 +35,19 @@ func TestUpstreamProtocolValidation(t *testing.T) {
 		err := tc.c.validate()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s upstream %q: %v, want an error with %q", tc.c.Addr, tc.c.UpstreamProtocol, err, tc.want)
+		}
+	}
+}
+
+func TestGRPCTimeoutParse(t *testing.T) {
+	for in, want := range map[string]time.Duration{"1S": time.Second, "500m": 500 * time.Millisecond, "4999132u": 4999132 * time.Microsecond, "2H": 2 * time.Hour, "7n": 7} {
+		if got, ok := grpcTimeout(in); !ok || got != want {
+			t.Errorf("grpcTimeout(%q) = %v %v, want %v", in, got, ok, want)
+		}
+	}
+	for _, in := range []string{"", "S", "1", "1x", "-1S", "123456789S", "1.5S"} {
+		if got, ok := grpcTimeout(in); ok {
+			t.Errorf("grpcTimeout(%q) = %v, want refused", in, got)
 		}
 	}
 }

@@ -17,7 +17,11 @@ import (
 //   - trailers, carried in the chunked encoding's trailer section
 //     (RFC 9112 section 7.1.2): gRPC's status travels there;
 //   - response headers sent as soon as the app sends them: a gRPC client
-//     may wait for them (grpc.ClientStream.Header) before the first message;
+//     may wait for them (grpc.ClientStream.Header) before the first message.
+//     ReverseProxy does it for a response of unknown length (it flushes
+//     the header on a timer of zero, then after every write); a response
+//     of known length, such as a Trailers-Only gRPC status, must keep its
+//     length so that the header block stays whole (KeepTrailers);
 //   - TE: trailers and the Content-Type as the visitor sent them, which
 //     httputil.ReverseProxy keeps.
 //
@@ -40,44 +44,15 @@ func IsGRPC(h http.Header) bool {
 
 // Duplex readies w for a request whose body may still be arriving while
 // the response streams: it enables full duplex on HTTP/1 requests with a
-// body (HTTP/2 always is), and for gRPC it returns a writer that sends the
-// response headers at once instead of with the first message.
+// body (HTTP/2 always is), and returns w.
 func Duplex(w http.ResponseWriter, r *http.Request) http.ResponseWriter {
 	if r.ProtoMajor == 1 && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		// An error means the writer cannot (an HTTP/2 one, which needs
 		// nothing); the request is served either way.
 		_ = http.NewResponseController(w).EnableFullDuplex()
 	}
-	if IsGRPC(r.Header) {
-		return &headerFlusher{ResponseWriter: w}
-	}
 	return w
 }
-
-// headerFlusher flushes the final response header as soon as it is
-// written.
-type headerFlusher struct {
-	http.ResponseWriter
-	done bool
-}
-
-func (h *headerFlusher) WriteHeader(code int) {
-	h.ResponseWriter.WriteHeader(code)
-	// A header block with grpc-status is a whole response
-	// ("Trailers-Only" in the gRPC protocol): it must reach the client
-	// as one HEADERS frame that ends the stream, which a flush here
-	// would split from its end.
-	if code >= 200 && !h.done && h.Header().Get("Grpc-Status") == "" {
-		h.done = true
-		_ = http.NewResponseController(h.ResponseWriter).Flush()
-	}
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (h *headerFlusher) Unwrap() http.ResponseWriter { return h.ResponseWriter }
-
-// Flush implements http.Flusher for callers that type-assert.
-func (h *headerFlusher) Flush() { _ = http.NewResponseController(h.ResponseWriter).Flush() }
 
 // ForwardRequestTrailers makes the outgoing request carry the visitor's
 // request trailers. ReverseProxy clones the request before the body has
@@ -126,6 +101,14 @@ func KeepTrailers(resp *http.Response) error {
 		return nil
 	}
 	if resp.Request != nil && resp.Request.Method == http.MethodHead {
+		return nil
+	}
+	// A gRPC Trailers-Only response (the status in the header block, no
+	// body) keeps its length of 0: as a streamed one, ReverseProxy would
+	// flush its header on a timer that can fire before the handler
+	// returns, splitting the block from the end of the stream, which gRPC
+	// clients reject.
+	if resp.ContentLength == 0 || resp.Header.Get("Grpc-Status") != "" {
 		return nil
 	}
 	resp.Header.Del("Content-Length")

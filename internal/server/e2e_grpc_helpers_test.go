@@ -35,7 +35,7 @@ type grpcEnv struct {
 
 // grpcUpstream is how the app is reached: "h2c" (cleartext app) or
 // "http2" (TLS app, ALPN h2), or "auto" (TLS app).
-func startGRPCEnv(t *testing.T, upstream string, mods ...func(*server.Config)) *grpcEnv {
+func startGRPCEnv(t testing.TB, upstream string, mods ...func(*server.Config)) *grpcEnv {
 	t.Helper()
 	e := &grpcEnv{ca: tunneltest.NewCA(t)}
 	cfg := server.DefaultConfig()
@@ -92,7 +92,7 @@ func startGRPCEnv(t *testing.T, upstream string, mods ...func(*server.Config)) *
 // dial returns a gRPC client of the tunnel's public https:// URL: one
 // HTTP/2 connection to the HTTPS listener, TLS verified against the
 // test CA.
-func (e *grpcEnv) dial(t *testing.T, opts ...grpc.DialOption) *grpc.ClientConn {
+func (e *grpcEnv) dial(t testing.TB, opts ...grpc.DialOption) *grpc.ClientConn {
 	t.Helper()
 	addr := e.srv.HTTPSAddr().String()
 	tc := e.ca.ClientTLS()
