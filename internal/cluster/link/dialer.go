@@ -166,7 +166,7 @@ func (d *Dialer) dial(ctx context.Context, addr string) (*transport.Session, err
 		return nil, fmt.Errorf("cluster link to %s: handshake: %w", addr, err)
 	}
 	// The server's session accepts streams, this one opens them.
-	sess, err := transport.NewClientSession(tc, sessionOptions(1, d.budget, d.log))
+	sess, err := transport.NewClientSession(newBatchConn(tc), sessionOptions(1, d.budget, d.log))
 	if err != nil {
 		c.Close()
 		return nil, err

@@ -215,7 +215,7 @@ func (s *Server) handshake(c net.Conn, ip netip.Addr) {
 		return
 	}
 	c.SetDeadline(time.Time{})
-	sess, err := transport.NewServerSession(tc, sessionOptions(orDefault(s.MaxStreams, DefaultMaxStreams), s.budget, s.log))
+	sess, err := transport.NewServerSession(newBatchConn(tc), sessionOptions(orDefault(s.MaxStreams, DefaultMaxStreams), s.budget, s.log))
 	if err != nil {
 		c.Close()
 		return
