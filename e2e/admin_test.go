@@ -606,6 +606,10 @@ func TestAdmin(t *testing.T) {
 			t.Errorf("the 503 while the client was away was not counted as 5xx")
 		}
 		c.stop()
+		// The next subtest counts sessions: erin's must be gone first.
+		pollFor(t, "erin's session ends after stop", 5*time.Second, 50*time.Millisecond, func() bool {
+			return len(adminSessions(t, s.adminAddr, adminToken, "?user=erin")) == 0
+		})
 	})
 
 	t.Run("Kick", func(t *testing.T) {
