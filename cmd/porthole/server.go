@@ -63,6 +63,7 @@ func serverCmd(g *globalFlags) *cobra.Command {
 	f.Var(&cfg.HTTP.IdleTimeout, "idle-timeout", "keep-alive timeout for idle visitor connections")
 	f.IntVar(&cfg.HTTP.MaxHeaderBytes, "max-header-bytes", cfg.HTTP.MaxHeaderBytes, "largest request header a visitor may send (431 above it)")
 	f.Var(&cfg.HTTP.WriteTimeout, "write-timeout", "close a visitor connection that takes no response bytes for this long (0: never)")
+	f.StringSliceVar(&cfg.HTTP.ProxyProtocolFrom, "proxy-protocol-from", cfg.HTTP.ProxyProtocolFrom, "addresses or CIDRs of L4 load balancers that send a PROXY protocol header (v1 or v2) with the visitor's address; they must send it, others are taken as they come")
 	f.BoolVar(&cfg.HTTP.H2C, "h2c", cfg.HTTP.H2C, "also serve cleartext HTTP/2 (prior knowledge, for gRPC without TLS) on the plain HTTP listener")
 	f.Var(&cfg.HTTP.ShutdownTimeout, "shutdown-timeout", "how long in-flight requests may drain on SIGINT/SIGTERM")
 	f.Var(&cfg.Tunnel.GracePeriod, "grace-period", "how long a disconnected client's names are kept for it")

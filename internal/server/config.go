@@ -82,6 +82,11 @@ type HTTPConfig struct {
 	// H2C serves cleartext HTTP/2 (prior knowledge) on the plain HTTP
 	// listener besides HTTP/1.1 (h2c.go). Off by default.
 	H2C bool `toml:"h2c"`
+	// ProxyProtocolFrom lists the L4 load balancers (addresses or CIDR
+	// prefixes) whose PROXY protocol header gives the visitor's address,
+	// on the public, HTTPS, tunnel and TCP port listeners. Connections
+	// from them must send it; others are taken as they come. Empty: off.
+	ProxyProtocolFrom []string `toml:"proxy_protocol_from"`
 }
 
 // TunnelConfig tunes client sessions.
@@ -183,6 +188,9 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(a.addr); err != nil {
 			bad("%s: %q is not HOST:PORT (%v)", a.name, a.addr, err)
 		}
+	}
+	if _, err := parseProxyFrom(c.HTTP.ProxyProtocolFrom); err != nil {
+		bad("http.proxy_protocol_from: %v", err)
 	}
 	if c.PublicPort < 0 || c.PublicPort > 65535 {
 		bad("public_port: %d is not a port", c.PublicPort)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -57,6 +58,9 @@ type Server struct {
 	reg      registry.Registry[*route]
 	claimMu  sync.Mutex // serializes claims, so pools form without races
 	mux      transport.Options
+
+	// proxyFrom: load balancers whose PROXY headers are believed.
+	proxyFrom []netip.Prefix
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -122,6 +126,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		reserved = names.DefaultReserved
 	}
 	lo, hi, _ := ParsePortRange(cfg.TCPPorts)
+	proxyFrom, err := parseProxyFrom(cfg.HTTP.ProxyProtocolFrom)
+	if err != nil {
+		return nil, fmt.Errorf("http.proxy_protocol_from: %w", err)
+	}
 	budget := transport.NewBudget(cfg.Tunnel.BufferBudget)
 	s := &Server{
 		budget:   budget,
@@ -157,6 +165,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			Budget:           budget,
 		},
 	}
+	s.proxyFrom = proxyFrom
 	s.mux.Guard = transport.ServerGuard(func(kind string) {
 		s.hits.Hit(limits.ClientFrames, "frames", kind)
 	})
@@ -179,10 +188,12 @@ func (s *Server) Start() (err error) {
 	if s.lnPublic, err = listen(s.cfg.HTTPAddr, keepAlive); err != nil {
 		return fmt.Errorf("public HTTP listener: %w", err)
 	}
+	s.lnPublic = s.proxyHeaders(s.lnPublic)
 	s.httpPort = portOf(s.lnPublic.Addr())
 	if s.lnTunnel, err = listen(s.cfg.TunnelAddr, keepAlive); err != nil {
 		return fmt.Errorf("tunnel listener: %w", err)
 	}
+	s.lnTunnel = s.proxyHeaders(s.lnTunnel)
 	if s.cfg.AdminAddr != "" {
 		if s.lnAdmin, err = listen(s.cfg.AdminAddr, keepAlive); err != nil {
 			return fmt.Errorf("admin listener: %w", err)
@@ -195,6 +206,7 @@ func (s *Server) Start() (err error) {
 		if s.lnHTTPS, err = listen(s.cfg.HTTPSAddr, keepAlive); err != nil {
 			return fmt.Errorf("public HTTPS listener: %w", err)
 		}
+		s.lnHTTPS = s.proxyHeaders(s.lnHTTPS)
 		s.httpsPort = portOf(s.lnHTTPS.Addr())
 	}
 

@@ -105,6 +105,7 @@ func (p *tcpPorts) claim(ss *session, t *tunnel, port int, pool *protocol.Pool) 
 			p.s.unclaim(t, 0)
 			return protocol.Err(protocol.CodePortUnavailable, true, "port %d is not available on the server: %v", port, errors.Unwrap(err))
 		}
+		ln = p.s.proxyHeaders(ln)
 		p.listeners[port] = ln
 		go p.accept(port, ln)
 	}
