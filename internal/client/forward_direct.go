@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"os"
 	"sync"
 	"time"
@@ -136,7 +139,13 @@ func (f *httpForwarder) roundTripDirect(bw *bufio.Writer, req *http.Request) boo
 	var n int64
 	status := 0
 	reuse := !req.Close
-	resp, err := f.tr.RoundTrip(req)
+	// The app's 1xx responses (103 Early Hints) go on as they come, as
+	// ReverseProxy passes them on; httpfwd.Transport bounds their count
+	// and size.
+	ctx := httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		Got1xxResponse: func(code int, h textproto.MIMEHeader) error { return writeInformational(bw, code, http.Header(h)) },
+	})
+	resp, err := f.tr.RoundTrip(req.WithContext(ctx))
 	if err != nil {
 		rw := &bufferedResponse{header: http.Header{}}
 		f.proxyError(rw, in, err)
@@ -177,6 +186,16 @@ func (f *httpForwarder) roundTripDirect(bw *bufio.Writer, req *http.Request) boo
 		"bytes", n, "duration", time.Since(start).Round(time.Microsecond).String(),
 		"request_id", in.Header.Get("X-Request-Id"), "aborted", werr != nil)
 	return werr == nil && reuse
+}
+
+// writeInformational writes a 1xx response to bw and sends it.
+func writeInformational(bw *bufio.Writer, code int, h http.Header) error {
+	fmt.Fprintf(bw, "HTTP/1.1 %03d %s\r\n", code, http.StatusText(code))
+	if err := h.Write(bw); err != nil {
+		return err
+	}
+	bw.WriteString("\r\n")
+	return bw.Flush()
 }
 
 // plainRequest reports whether the next request on br is one the direct
