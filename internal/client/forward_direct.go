@@ -27,7 +27,8 @@ import (
 // one connection (docs/design.md).
 //
 // The inspector needs the parsed exchange, so with it on every stream
-// takes the http.Server path; so does an https:// app.
+// takes the http.Server path; so does an https:// app, and an app the
+// tunnel speaks HTTP/2 to (h2c): the direct path speaks HTTP/1.1.
 // PORTHOLE_CLIENT_FORWARD=proxy forces the http.Server path, so the
 // bench can measure both in one run.
 
@@ -36,7 +37,8 @@ var forceProxyPath = os.Getenv("PORTHOLE_CLIENT_FORWARD") == "proxy"
 // directOK reports whether this forwarder's streams may take the direct
 // path.
 func (f *httpForwarder) directOK() bool {
-	return !forceProxyPath && f.ins == nil && f.target.Scheme == "http"
+	_, h2 := f.up.(*upstream)
+	return !forceProxyPath && f.ins == nil && f.target.Scheme == "http" && !h2
 }
 
 var streamReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
