@@ -161,6 +161,12 @@ func (f *httpForwarder) roundTripDirect(bw *bufio.Writer, req *http.Request) boo
 			// chunked, as http.Server would send it, and the stream stays.
 			resp.TransferEncoding = []string{"chunked"}
 			resp.Close = false
+			// Trailers the app did not announce (no Trailer field) are
+			// read into resp.Trailer when the body ends; Write sends the
+			// map it holds when it starts, so it must exist by then.
+			if resp.Trailer == nil {
+				resp.Trailer = http.Header{}
+			}
 		}
 		if resp.Close {
 			reuse = false
