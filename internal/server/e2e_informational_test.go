@@ -21,6 +21,7 @@ import (
 	"github.com/porthole/porthole/internal/client"
 	"github.com/porthole/porthole/internal/httpfwd"
 	"github.com/porthole/porthole/internal/inspect"
+	"github.com/porthole/porthole/internal/server"
 	"github.com/porthole/porthole/internal/tunneltest"
 )
 
@@ -129,7 +130,8 @@ func TestEarlyHintsReachVisitor(t *testing.T) {
 		t.Fatalf("through ReverseProxy directly: %v %q", want.codes, want.links)
 	}
 
-	srv := tunneltest.StartServer(t)
+	srv := tunneltest.StartServer(t, func(c *server.Config) { c.HTTP.H2C = true })
+	visitors := map[string]*http.Client{"http1": srv.Visitor(), "h2c": h2cVisitor(t, srv.PublicAddr())}
 	for i, p := range informationalPaths {
 		t.Run(p.name, func(t *testing.T) {
 			app := h1.URL
@@ -137,12 +139,14 @@ func TestEarlyHintsReachVisitor(t *testing.T) {
 				app = "http://" + h2
 			}
 			u := startInformationalClient(t, srv, p, fmt.Sprintf("hints%d", i), app)
-			resp, body, got := visit1xx(t, srv.Visitor(), p.method, u)
-			if resp.StatusCode != http.StatusOK || body != "ok" {
-				t.Fatalf("%d %q, want 200 ok", resp.StatusCode, body)
-			}
-			if !slices.Equal(got.codes, want.codes) || !slices.Equal(got.links, want.links) {
-				t.Fatalf("visitor saw 1xx %v %q, want %v %q as through ReverseProxy", got.codes, got.links, want.codes, want.links)
+			for vname, vc := range visitors {
+				resp, body, got := visit1xx(t, vc, p.method, u)
+				if resp.StatusCode != http.StatusOK || body != "ok" {
+					t.Fatalf("%s visitor: %d %q, want 200 ok", vname, resp.StatusCode, body)
+				}
+				if !slices.Equal(got.codes, want.codes) || !slices.Equal(got.links, want.links) {
+					t.Fatalf("%s visitor saw 1xx %v %q, want %v %q as through ReverseProxy", vname, got.codes, got.links, want.codes, want.links)
+				}
 			}
 		})
 	}
