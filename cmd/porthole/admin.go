@@ -36,7 +36,11 @@ func (e *adminEnv) open(cmd *cobra.Command) (store.Store, error) {
 	if err := e.cfg.Auth.Validate(); err != nil {
 		return nil, err
 	}
-	return store.Open(cmd.Context(), e.cfg.Database, e.cfg.DataDir)
+	dbURL, err := e.cfg.DatabaseURL()
+	if err != nil {
+		return nil, err
+	}
+	return store.Open(cmd.Context(), dbURL, e.cfg.DataDir)
 }
 
 // run opens the store, runs fn and closes the store.

@@ -118,8 +118,8 @@ func clientCmd(g *globalFlags, kind string) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   kind + " TARGET",
 		Short: short,
-		Long: short + "\n\nTARGET is PORT (meaning localhost:PORT), HOST:PORT" +
-			map[string]string{"http": ", or http(s)://HOST:PORT.", "tcp": "."}[kind],
+		Long: short + "\n\nTARGET is PORT (meaning localhost:PORT)" +
+			map[string]string{"http": ", HOST:PORT or http(s)://HOST:PORT.", "tcp": " or HOST:PORT."}[kind],
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return usagef("%s needs exactly one TARGET (PORT, HOST:PORT or URL), got %d arguments", kind, len(args))

@@ -28,8 +28,11 @@ func serverDeps(ctx context.Context, cfg *server.Config, log *slog.Logger) (serv
 	)
 	closeAll := func() {}
 	if !cfg.NoAuth {
-		var err error
-		st, err = store.Open(ctx, cfg.Database, cfg.DataDir)
+		dbURL, err := cfg.DatabaseURL()
+		if err != nil {
+			return deps, nil, err
+		}
+		st, err = store.Open(ctx, dbURL, cfg.DataDir)
 		if err != nil {
 			return deps, nil, err
 		}

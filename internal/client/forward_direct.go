@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"os"
 	"sync"
 	"time"
@@ -24,7 +27,8 @@ import (
 // one connection (docs/design.md).
 //
 // The inspector needs the parsed exchange, so with it on every stream
-// takes the http.Server path; so does an https:// app.
+// takes the http.Server path; so does an https:// app, and an app the
+// tunnel speaks HTTP/2 to (h2c): the direct path speaks HTTP/1.1.
 // PORTHOLE_CLIENT_FORWARD=proxy forces the http.Server path, so the
 // bench can measure both in one run.
 
@@ -33,7 +37,8 @@ var forceProxyPath = os.Getenv("PORTHOLE_CLIENT_FORWARD") == "proxy"
 // directOK reports whether this forwarder's streams may take the direct
 // path.
 func (f *httpForwarder) directOK() bool {
-	return !forceProxyPath && f.ins == nil && f.target.Scheme == "http"
+	_, h2 := f.up.(*upstream)
+	return !forceProxyPath && f.ins == nil && f.target.Scheme == "http" && !h2
 }
 
 var streamReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
@@ -136,7 +141,13 @@ func (f *httpForwarder) roundTripDirect(bw *bufio.Writer, req *http.Request) boo
 	var n int64
 	status := 0
 	reuse := !req.Close
-	resp, err := f.tr.RoundTrip(req)
+	// The app's 1xx responses (103 Early Hints) go on as they come, as
+	// ReverseProxy passes them on; httpfwd.Transport bounds their count
+	// and size.
+	ctx := httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		Got1xxResponse: func(code int, h textproto.MIMEHeader) error { return writeInformational(bw, code, http.Header(h)) },
+	})
+	resp, err := f.tr.RoundTrip(req.WithContext(ctx))
 	if err != nil {
 		rw := &bufferedResponse{header: http.Header{}}
 		f.proxyError(rw, in, err)
@@ -150,6 +161,12 @@ func (f *httpForwarder) roundTripDirect(bw *bufio.Writer, req *http.Request) boo
 			// chunked, as http.Server would send it, and the stream stays.
 			resp.TransferEncoding = []string{"chunked"}
 			resp.Close = false
+			// Trailers the app did not announce (no Trailer field) are
+			// read into resp.Trailer when the body ends; Write sends the
+			// map it holds when it starts, so it must exist by then.
+			if resp.Trailer == nil {
+				resp.Trailer = http.Header{}
+			}
 		}
 		if resp.Close {
 			reuse = false
@@ -177,6 +194,16 @@ func (f *httpForwarder) roundTripDirect(bw *bufio.Writer, req *http.Request) boo
 		"bytes", n, "duration", time.Since(start).Round(time.Microsecond).String(),
 		"request_id", in.Header.Get("X-Request-Id"), "aborted", werr != nil)
 	return werr == nil && reuse
+}
+
+// writeInformational writes a 1xx response to bw and sends it.
+func writeInformational(bw *bufio.Writer, code int, h http.Header) error {
+	fmt.Fprintf(bw, "HTTP/1.1 %03d %s\r\n", code, http.StatusText(code))
+	if err := h.Write(bw); err != nil {
+		return err
+	}
+	bw.WriteString("\r\n")
+	return bw.Flush()
 }
 
 // plainRequest reports whether the next request on br is one the direct

@@ -68,6 +68,9 @@ func validateUpstreamProtocol(t *TunnelConfig) error {
 type upstream struct {
 	h1 http.RoundTripper
 	h2 *http.Transport
+	// h2Limited is h2 within the limits on the app's 1xx responses and
+	// header fields that h1 (httpfwd.Transport) applies itself.
+	h2Limited http.RoundTripper
 }
 
 // newUpstream returns the round-tripper to the local app for cfg's
@@ -108,7 +111,7 @@ func newUpstream(cfg *TunnelConfig, target Target, local *localDialer, h1 http.R
 			PingTimeout:     15 * time.Second,
 		},
 	}
-	return &upstream{h1: h1, h2: h2}
+	return &upstream{h1: h1, h2: h2, h2Limited: httpfwd.LimitInformational(h2, appMaxHeaderFields)}
 }
 
 func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -116,7 +119,7 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		return u.h1.RoundTrip(req)
 	}
 	start := time.Now()
-	resp, err := u.h2.RoundTrip(req)
+	resp, err := u.h2Limited.RoundTrip(req)
 	if err != nil && httpfwd.IsGRPC(req.Header) && req.Context().Err() == nil {
 		if r, ok := grpcReset(req, err, start); ok {
 			return r, nil

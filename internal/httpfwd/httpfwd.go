@@ -20,11 +20,22 @@ type Recorder struct {
 	http.ResponseWriter
 	Status int
 	Bytes  int64
+
+	informational int
 }
 
 // WriteHeader records the final status (1xx informational ones are passed
-// on but not kept).
+// on but not kept). It passes on at most MaxInformational 1xx responses:
+// the transports end a request past that, but ReverseProxy's hook still
+// writes the one that broke the limit (httptrace runs it after ours and
+// takes its result), which the next hop would count against its own.
 func (r *Recorder) WriteHeader(code int) {
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		if r.informational >= MaxInformational {
+			return
+		}
+		r.informational++
+	}
 	if r.Status == 0 || r.Status < 200 {
 		r.Status = code
 	}

@@ -148,15 +148,50 @@ func (t *Transport) readResponse(c *conn, req *http.Request) (*http.Response, er
 // when a ClientTrace has a Got1xxResponse hook, as httputil.ReverseProxy
 // always sets to pass 1xx responses on, it even resets its byte budget
 // for each of them, so an endless run of them never ends the request.
-// A hook of ours counts them and cancels the request past the limit.
 func (t *Transport) fallback(req *http.Request) (*http.Response, error) {
-	g := &informational{max: MaxInformational, fields: t.maxHeaderFields()}
+	return roundTripLimited(t.Fallback, req, t.maxHeaderFields())
+}
+
+// LimitInformational wraps rt, an http.Transport to an upstream, with the
+// limits Transport applies to its fallback: at most MaxInformational 1xx
+// responses before the final one, and at most maxFields header fields in
+// each response (0: DefaultMaxHeaderFields). It is for a round-tripper
+// that does not go through Transport, such as one speaking HTTP/2, whose
+// client also resets no budget but counts no 1xx responses once a
+// Got1xxResponse hook is set.
+func LimitInformational(rt http.RoundTripper, maxFields int) http.RoundTripper {
+	if maxFields <= 0 {
+		maxFields = DefaultMaxHeaderFields
+	}
+	return &limited{rt: rt, fields: maxFields}
+}
+
+type limited struct {
+	rt     http.RoundTripper
+	fields int
+}
+
+func (l *limited) RoundTrip(req *http.Request) (*http.Response, error) {
+	return roundTripLimited(l.rt, req, l.fields)
+}
+
+// CloseIdleConnections passes on to the wrapped round-tripper.
+func (l *limited) CloseIdleConnections() {
+	if ci, ok := l.rt.(interface{ CloseIdleConnections() }); ok {
+		ci.CloseIdleConnections()
+	}
+}
+
+// roundTripLimited sends req on rt within the limits. A hook of ours
+// counts the 1xx responses and cancels the request past the limit.
+func roundTripLimited(rt http.RoundTripper, req *http.Request, fields int) (*http.Response, error) {
+	g := &informational{max: MaxInformational, fields: fields}
 	// The context is left to end with the request's own: cancelling it
 	// on return would cut the body being streamed.
 	ctx, cancel := context.WithCancelCause(req.Context())
 	g.cancel = cancel
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{Got1xxResponse: g.got})
-	resp, err := t.Fallback.RoundTrip(req.WithContext(ctx))
+	resp, err := rt.RoundTrip(req.WithContext(ctx))
 	if lerr := g.failed(); lerr != nil {
 		if resp != nil {
 			resp.Body.Close()
@@ -166,9 +201,9 @@ func (t *Transport) fallback(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n := t.maxHeaderFields(); fieldCount(resp.Header) > n {
+	if fieldCount(resp.Header) > fields {
 		resp.Body.Close()
-		return nil, &LimitError{What: limitFields, Limit: n}
+		return nil, &LimitError{What: limitFields, Limit: fields}
 	}
 	return resp, nil
 }

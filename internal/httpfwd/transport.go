@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"sync"
 	"time"
 )
@@ -158,12 +160,24 @@ func (t *Transport) roundTrip(c *conn, req *http.Request) (*http.Response, error
 }
 
 // readFinal reads the response to req from c: the final one, after at
-// most MaxInformational 1xx responses, which are dropped. 1xx answers
-// other than 101 precede the real one (RFC 9110 section 15.2); 101 cannot
-// come, upgrades take the fallback.
+// most MaxInformational 1xx responses. 1xx answers other than 101 precede
+// the real one (RFC 9110 section 15.2); 101 cannot come, upgrades take the
+// fallback. Each 1xx goes to the request's ClientTrace Got1xxResponse
+// hook, as http.Transport does: ReverseProxy's passes it on to its
+// client (103 Early Hints for a page's GET), and an error from the hook
+// ends the request.
 func (t *Transport) readFinal(c *conn, req *http.Request) (*http.Response, error) {
+	var got1xx func(int, textproto.MIMEHeader) error
+	if trace := httptrace.ContextClientTrace(req.Context()); trace != nil {
+		got1xx = trace.Got1xxResponse
+	}
 	for informational := 0; ; informational++ {
 		if _, err := c.br.Peek(1); err != nil {
+			if informational > 0 {
+				// A 1xx came: the request reached the upstream, so it
+				// is not sent again.
+				return nil, err
+			}
 			return nil, &idleGone{err}
 		}
 		resp, err := t.readResponse(c, req)
@@ -175,6 +189,11 @@ func (t *Transport) readFinal(c *conn, req *http.Request) (*http.Response, error
 		}
 		if informational == MaxInformational {
 			return nil, &LimitError{What: limitInformational, Limit: MaxInformational}
+		}
+		if got1xx != nil {
+			if err := got1xx(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
+				return nil, err
+			}
 		}
 	}
 }

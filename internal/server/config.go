@@ -14,6 +14,7 @@ import (
 	"github.com/porthole/porthole/internal/httpfwd"
 	"github.com/porthole/porthole/internal/limits"
 	"github.com/porthole/porthole/internal/names"
+	"github.com/porthole/porthole/internal/store"
 )
 
 // Config is everything the server reads from flags and its TOML file.
@@ -25,7 +26,10 @@ type Config struct {
 	AdminAddr  string `toml:"admin_addr"`
 	DataDir    string `toml:"data_dir"`
 	Database   string `toml:"database"`
-	NoAuth     bool   `toml:"no_auth"`
+	// DatabasePool is the [database_pool] table: PostgreSQL's pool size
+	// and timeouts, merged into Database's URL (see DatabaseURL).
+	DatabasePool store.PoolConfig `toml:"database_pool"`
+	NoAuth       bool             `toml:"no_auth"`
 	// PublicPort is the port shown in public URLs; 0 means the public
 	// listener's own port.
 	PublicPort int `toml:"public_port"`
@@ -168,6 +172,10 @@ func DefaultConfig() Config {
 	}
 }
 
+// DatabaseURL is the database to open: Database with the [database_pool]
+// keys as URL parameters.
+func (c *Config) DatabaseURL() (string, error) { return c.DatabasePool.Apply(c.Database) }
+
 // Validate checks the config before any listener is opened.
 func (c *Config) Validate() error {
 	var errs []error
@@ -191,6 +199,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := parseProxyFrom(c.HTTP.ProxyProtocolFrom); err != nil {
 		bad("http.proxy_protocol_from: %v", err)
+	}
+	if _, err := c.DatabaseURL(); err != nil {
+		bad("%v", err)
 	}
 	if c.PublicPort < 0 || c.PublicPort > 65535 {
 		bad("public_port: %d is not a port", c.PublicPort)

@@ -321,6 +321,13 @@ func (s *Server) proxyError(t *tunnel, w http.ResponseWriter, r *http.Request, e
 			return
 		}
 		s.clientAway(w, r, t.hostname)
+	case httpfwd.IsLimit(err):
+		// A header block too large, too many fields or an endless run of
+		// 1xx responses: the answer is dropped, the tunnel serves on.
+		s.log.Info("response over a limit", "host", t.hostname, "err", err)
+		s.page(w, r, http.StatusBadGateway, "Bad gateway",
+			fmt.Sprintf("The app behind %s sent a response this server does not accept: %v.", t.hostname, err),
+			"The limits on response headers are in the server's [http] settings.", "tunnel_error")
 	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
 		s.page(w, r, http.StatusGatewayTimeout, "Tunnel timed out",
 			fmt.Sprintf("The app behind %s did not answer in time.", t.hostname), "", "timeout")

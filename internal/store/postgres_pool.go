@@ -16,7 +16,9 @@ import (
 //	postgres://u:p@db/porthole?pool_max_conns=16&pool_max_conn_idle_time=1m&connect_timeout=5&statement_timeout=10000
 //
 // connect_timeout (seconds) and statement_timeout (milliseconds, applied
-// by the server to every statement) are PostgreSQL's own and pass through.
+// by the server to every statement) are PostgreSQL's own and pass through;
+// without them, DefaultConnectTimeout and DefaultStatementTimeout apply.
+// The server's [database_pool] table sets the same (PoolConfig).
 type PoolOptions struct {
 	MaxConns        int           // pool_max_conns; default 8
 	MaxIdleConns    int           // pool_min_conns: connections kept open when idle; default 2
@@ -33,10 +35,16 @@ func DefaultPoolOptions() PoolOptions {
 func splitPoolOptions(dbURL string) (string, PoolOptions, error) {
 	o := DefaultPoolOptions()
 	u, err := url.Parse(dbURL)
-	if err != nil || u.RawQuery == "" {
+	if err != nil {
 		return dbURL, o, nil // the driver reports a bad URL
 	}
 	q := u.Query()
+	if q.Get("connect_timeout") == "" {
+		q.Set("connect_timeout", strconv.Itoa(int(DefaultConnectTimeout/time.Second)))
+	}
+	if q.Get("statement_timeout") == "" {
+		q.Set("statement_timeout", strconv.FormatInt(DefaultStatementTimeout.Milliseconds(), 10))
+	}
 	ints := map[string]*int{"pool_max_conns": &o.MaxConns, "pool_min_conns": &o.MaxIdleConns}
 	for k, p := range ints {
 		if v := q.Get(k); v != "" {

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"encoding/binary"
+	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -34,17 +35,34 @@ type frameBatcher struct {
 	// scanned bytes of buf have been parsed; done of them end on a frame
 	// boundary; left bytes of the frame being parsed have not arrived.
 	scanned, done, left int
+	// err is set once a header could not be parsed: the byte stream is
+	// no longer framed as the batcher understands it, so nothing more
+	// goes out.
+	err error
 }
+
+// errFrameTooLong refuses a frame header whose length no frame of this
+// stack comes near: RFC 6455 forbids the 64-bit length's top bit, and
+// past maxFrameLen the size would not be a frame we wrote but corrupted
+// or hostile bytes.
+var errFrameTooLong = errors.New("websocket: frame length in a header exceeds the 8 GiB maximum")
 
 func (b *frameBatcher) Write(p []byte) (int, error) {
 	if !b.on.Load() {
 		return b.Conn.Write(p)
 	}
+	if b.err != nil {
+		return 0, b.err
+	}
 	if b.buf == nil {
 		b.buf = (*batchBufs.Get().(*[]byte))[:0]
 	}
 	b.buf = append(b.buf, p...)
-	b.scan()
+	if err := b.scan(); err != nil {
+		b.err = err
+		b.buf, b.scanned, b.done, b.left = nil, 0, 0, 0
+		return 0, err
+	}
 	n := b.done
 	if n == 0 && b.scanned >= batchLimit {
 		n = b.scanned // a large frame: write what has come of it
@@ -72,59 +90,65 @@ func (b *frameBatcher) Write(p []byte) (int, error) {
 }
 
 // scan advances the parser over the bytes of buf not yet parsed.
-func (b *frameBatcher) scan() {
+func (b *frameBatcher) scan() error {
 	for {
 		if b.left > 0 {
 			n := min(b.left, len(b.buf)-b.scanned)
 			b.scanned += n
 			b.left -= n
 			if b.left > 0 {
-				return
+				return nil
 			}
 			b.done = b.scanned
 			continue
 		}
-		size, ok := frameSize(b.buf[b.scanned:])
+		size, ok, err := frameSize(b.buf[b.scanned:])
+		if err != nil {
+			return err
+		}
 		if !ok {
-			return // an incomplete header waits for more bytes
+			return nil // an incomplete header waits for more bytes
 		}
 		b.left = size
 	}
 }
 
-// maxFrameLen caps a frame's length as parsed.
-const maxFrameLen = 1 << 48
+// maxFrameLen is the longest frame payload frameSize accepts. A yamux
+// frame's length is 32 bits and each WebSocket frame here carries at
+// most one yamux frame (or a compressed chunk of one), so 8 GiB is far
+// above any real frame and far below where int arithmetic overflows.
+const maxFrameLen = 8 << 30
 
 // frameSize parses a WebSocket frame header (RFC 6455 section 5.2) at the
-// start of p and returns the whole frame's size.
-func frameSize(p []byte) (int, bool) {
+// start of p and returns the whole frame's size; ok is false while the
+// header is incomplete. A length above maxFrameLen is an error: taken as
+// it is, a 64-bit length near 2^63 overflowed int and left the parser
+// looping on a negative size.
+func frameSize(p []byte) (size int, ok bool, err error) {
 	if len(p) < 2 {
-		return 0, false
+		return 0, false, nil
 	}
 	hdr := 2
 	n := uint64(p[1] & 0x7f)
 	switch n {
 	case 126:
 		if len(p) < 4 {
-			return 0, false
+			return 0, false, nil
 		}
 		n = uint64(binary.BigEndian.Uint16(p[2:4]))
 		hdr += 2
 	case 127:
 		if len(p) < 10 {
-			return 0, false
+			return 0, false, nil
 		}
 		n = binary.BigEndian.Uint64(p[2:10])
 		hdr += 8
 	}
+	if n > maxFrameLen {
+		return 0, false, errFrameTooLong
+	}
 	if p[1]&0x80 != 0 {
 		hdr += 4 // masking key
 	}
-	// A 64-bit length past any real frame would overflow int (and leave
-	// the parser looping on a negative size): treat it as a frame that
-	// runs on, whose bytes pass through as they come.
-	if n > maxFrameLen {
-		n = maxFrameLen
-	}
-	return hdr + int(n), true
+	return hdr + int(n), true, nil
 }

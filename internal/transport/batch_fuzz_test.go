@@ -7,36 +7,37 @@ import (
 )
 
 // referenceBoundaries returns the offsets in data at which WebSocket
-// frames end, parsed independently of frameSize, and whether every
-// header declares a length below 2^62.
-func referenceBoundaries(data []byte) (map[int]bool, bool) {
+// frames end, parsed independently of frameSize, and the offset just
+// past the first complete header that declares more than maxFrameLen
+// bytes (-1 if none does).
+func referenceBoundaries(data []byte) (map[int]bool, int) {
 	ends := map[int]bool{}
 	for pos := 0; ; {
 		p := data[pos:]
 		if len(p) < 2 {
-			return ends, true
+			return ends, -1
 		}
 		hdr, n := 2, uint64(p[1]&0x7f)
 		switch n {
 		case 126:
 			if len(p) < 4 {
-				return ends, true
+				return ends, -1
 			}
 			hdr, n = 4, uint64(binary.BigEndian.Uint16(p[2:]))
 		case 127:
 			if len(p) < 10 {
-				return ends, true
+				return ends, -1
 			}
 			hdr, n = 10, binary.BigEndian.Uint64(p[2:])
-			if n>>62 != 0 {
-				return ends, false
+			if n > maxFrameLen {
+				return ends, pos + 10
 			}
 		}
 		if p[1]&0x80 != 0 {
 			hdr += 4
 		}
 		if uint64(len(p)) < uint64(hdr)+n {
-			return ends, true
+			return ends, -1
 		}
 		pos += hdr + int(n)
 		ends[pos] = true
@@ -49,11 +50,9 @@ func referenceBoundaries(data []byte) (map[int]bool, bool) {
 // of its frame), and each write to the connection must end on a frame
 // boundary or carry at least batchLimit bytes of one large frame.
 //
-// Headers declaring 2^62 bytes or more are left out: the batcher only
-// sees frames our own WebSocket library writes, never near that size,
-// and frameSize's int arithmetic overflows for lengths within 14 of
-// 2^63 (RFC 6455 allows up to 2^63-1), giving a size <= 0 on which scan
-// would loop without end.
+// A header declaring more than maxFrameLen bytes must make the write
+// that completes it fail, and every later one; none of its bytes, nor
+// any after it, may reach the connection.
 func FuzzFrameBatcher(f *testing.F) {
 	f.Add(append(append(frame(0), frame(5)...), frame(125)...), uint16(4096))
 	f.Add(append(frame(126), frame(40000)...), uint16(4096))
@@ -62,16 +61,37 @@ func FuzzFrameBatcher(f *testing.F) {
 	f.Add([]byte{0x82, 0x7e, 0x01}, uint16(1))
 	f.Add([]byte{0x82, 0xff, 0, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4, 9}, uint16(2))
 	f.Add([]byte{0x82, 0x7f, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, uint16(7))
+	f.Add(append(frame(3), 0x82, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xf5, 1, 2, 3, 4), uint16(5))
 	f.Add([]byte{}, uint16(0))
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint16) {
-		ends, allowed := referenceBoundaries(data)
-		if !allowed {
-			return
-		}
+		ends, bad := referenceBoundaries(data)
 		rec := &writeRecorder{}
 		b := &frameBatcher{Conn: rec}
 		b.on.Store(true)
-		feed(t, b, data, int(chunk)%(8<<10)+1)
+		step := int(chunk)%(8<<10) + 1
+		if bad >= 0 {
+			failed := false
+			for pos := 0; pos < len(data); pos += step {
+				_, err := b.Write(data[pos:min(pos+step, len(data))])
+				if failed && err == nil {
+					t.Fatal("a write after a refused header succeeded")
+				}
+				if err != nil {
+					failed = true
+				} else if pos+step >= bad {
+					t.Fatalf("the write that completed a header of more than %d bytes (at %d) succeeded", uint64(maxFrameLen), bad)
+				}
+			}
+			var out []byte
+			for _, w := range rec.writes {
+				out = append(out, w...)
+			}
+			if len(out) > bad-10 || !bytes.Equal(out, data[:len(out)]) {
+				t.Fatalf("%d bytes reached the connection, past the refused header at %d or not as written", len(out), bad-10)
+			}
+			return
+		}
+		feed(t, b, data, step)
 		var out []byte
 		for _, w := range rec.writes {
 			out = append(out, w...)

@@ -113,17 +113,38 @@ func TestFrameBatcherPassesThroughBeforeUpgrade(t *testing.T) {
 	}
 }
 
-// TestFrameSizeHugeLength: a header claiming a 64-bit length near the top
-// of the range parses to a positive size (it once overflowed to a
-// negative one, and the parser looped on it for ever).
-func TestFrameSizeHugeLength(t *testing.T) {
-	for _, n := range []uint64{1<<63 - 1, 1 << 63, 1<<64 - 1, 1<<64 - 10} {
+// TestFrameBatcherRefusesHugeLength: a header claiming a 64-bit length
+// past any real frame (near 2^63 it once overflowed int, and the parser
+// looped on the negative size for ever) is an error, from that write on,
+// and none of its bytes reach the connection.
+func TestFrameBatcherRefusesHugeLength(t *testing.T) {
+	for _, n := range []uint64{maxFrameLen + 1, 1 << 40, 1<<63 - 1, 1 << 63, 1<<64 - 1, 1<<64 - 10} {
+		rec := &writeRecorder{}
+		b := &frameBatcher{Conn: rec}
+		b.on.Store(true)
+		first := frame(5)
+		feed(t, b, first, 3)
 		hdr := make([]byte, 14)
 		hdr[0], hdr[1] = 0x82, 0x80|127
 		binary.BigEndian.PutUint64(hdr[2:10], n)
-		size, ok := frameSize(hdr)
-		if !ok || size <= 0 {
-			t.Fatalf("length %d: size %d, ok %v; want a positive size", n, size, ok)
+		if k, err := b.Write(hdr); err == nil || k != 0 {
+			t.Fatalf("length %d: Write = %d, %v; want an error", n, k, err)
 		}
+		if _, err := b.Write(frame(1)); err == nil {
+			t.Fatalf("length %d: a write after the bad header succeeded", n)
+		}
+		var out []byte
+		for _, w := range rec.writes {
+			out = append(out, w...)
+		}
+		if !bytes.Equal(out, first) {
+			t.Fatalf("length %d: %d bytes reached the connection, want only the first frame's 11", n, len(out))
+		}
+	}
+	// The largest accepted length still parses to a positive size.
+	hdr := []byte{0x82, 127, 0, 0, 0, 0, 0, 0, 0, 0}
+	binary.BigEndian.PutUint64(hdr[2:], maxFrameLen)
+	if size, ok, err := frameSize(hdr); !ok || err != nil || size != maxFrameLen+10 {
+		t.Fatalf("length %d: size %d, ok %v, %v", uint64(maxFrameLen), size, ok, err)
 	}
 }
