@@ -38,6 +38,11 @@ type session struct {
 	ctrlc net.Conn
 	w     *protocol.Writer
 	owner registry.Owner
+	// link is the client's Hello.Link: sessions of one owner with
+	// different links serve its names side by side (goaway.go).
+	link int
+	// wentAway is set once the client was sent a go_away.
+	wentAway bool
 
 	// lim are this session's effective limits, fixed at connect time;
 	// user is state shared with the user's other sessions.
@@ -119,6 +124,7 @@ func (ss *session) run() {
 	// Written under the server's lock: other sessions read it there.
 	ss.srv.mu.Lock()
 	ss.owner = registry.Owner{User: ss.ident.User, Client: hex.EncodeToString(sum[:16])}
+	ss.link = hello.Link
 	ss.srv.mu.Unlock()
 	ss.srv.closeStale(ss)
 	if err := ss.srv.joinUser(ss); err != nil {
