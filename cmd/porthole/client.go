@@ -36,6 +36,7 @@ func (cf *clientFlags) register(cmd *cobra.Command, withTunnel bool, kind string
 	f := cmd.Flags()
 	f.StringVar(&cf.cfgFile, "config", "", "TOML configuration file")
 	f.StringArrayVar(&cf.servers, "server", nil, "ws:// or wss:// address of a server's tunnel listener; repeat for failover (when unset: $PORTHOLE_SERVER, else ws://localhost:8081)")
+	f.IntVar(&cf.cfg.Links, "links", 1, "keep sessions to this many of the --server addresses at once, each serving the tunnels (needs as many different --server addresses)")
 	f.StringVar(&cf.cfg.APIKey, "api-key", "", "API key (when unset: $PORTHOLE_API_KEY)")
 	f.StringVar(&cf.cfg.Token, "token", "", "signed token (when unset: $PORTHOLE_TOKEN)")
 	f.StringVar(&cf.cfg.Cert, "cert", "", "client certificate for mutual TLS")

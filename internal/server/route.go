@@ -173,8 +173,10 @@ func (s *Server) claim(ss *session, t *tunnel, key string, pool *protocol.Pool) 
 		}
 		return protocol.Err(takenCode(key), true, "%s is served by a pool; bind it with --pool", displayKey(key))
 	}
-	if ok, err := s.joinLink(ss, t, old.Owner, oldRoute); ok {
-		return err
+	if had {
+		if ok, err := s.joinLink(ss, t, old.Owner, oldRoute); ok {
+			return err
+		}
 	}
 	var prev *tunnel
 	if oldRoute != nil {
