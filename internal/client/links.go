@@ -45,7 +45,14 @@ type running struct {
 	away     chan struct{}
 	awayOnce sync.Once
 	deadline time.Duration
-	close    func() // hangs up at once
+	// online is closed when every tunnel is bound on this session.
+	online chan struct{}
+	// retire, set once the session is up, unbinds its tunnels and hangs
+	// up when its streams are done.
+	retire atomic.Pointer[func()]
+	// moved is set when the link left this session for another.
+	moved atomic.Bool
+	close func() // hangs up at once
 }
 
 // maxDrain caps how long a session told to go away is kept, whatever the
@@ -103,17 +110,13 @@ func (c *Client) runLink(ctx context.Context, l *link) error {
 	attempt := 0
 	for {
 		sessionStart := time.Now()
-		r, err := c.connect(ctx, l)
+		r, err := c.connect(ctx, l, c.serverOrder(l))
 		if err == nil {
-			select {
-			case err = <-r.done:
-			case <-r.away:
-				if c.startDrain(l, r) {
-					// Serve on elsewhere now; the old session finishes
-					// its requests meanwhile.
-					continue
-				}
-				err = <-r.done
+			var moved bool
+			if moved, err = c.watch(ctx, l, r); moved {
+				// Serve on elsewhere now; the old session finishes its
+				// requests meanwhile.
+				continue
 			}
 		}
 		if ctx.Err() != nil {
@@ -152,6 +155,110 @@ func (c *Client) runLink(ctx context.Context, l *link) error {
 	}
 }
 
+// rebalanceEvery is how often a link that shares its server with another
+// link tries the servers no link uses, e.g. one that came back after a
+// restart.
+const rebalanceEvery = 2 * time.Second
+
+// watch waits for l's session r to end. It reports moved when r was told
+// to go away and l opened its next session elsewhere (the caller connects
+// at once). A link on a server another link uses moves to a free server
+// as soon as one accepts, letting its old session drain.
+func (c *Client) watch(ctx context.Context, l *link, r *running) (moved bool, err error) {
+	var tick <-chan time.Time
+	if len(c.links) > 1 {
+		t := time.NewTicker(rebalanceEvery)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case err := <-r.done:
+			return false, err
+		case <-r.away:
+			if c.startDrain(l, r) {
+				return true, nil
+			}
+			return false, <-r.done
+		case <-tick:
+			free := c.freeServers(l, r.url)
+			if len(free) == 0 || !c.idleLink(l) {
+				continue
+			}
+			nr, err := c.connect(ctx, l, free)
+			if err != nil {
+				continue
+			}
+			c.log.Info("moving to a server no other link uses", "link", l.i, "from", r.url, "to", nr.url)
+			c.retire(l, r, nr)
+			r = nr
+		}
+	}
+}
+
+// idleLink reports whether l has no session draining.
+func (c *Client) idleLink(l *link) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.draining == nil
+}
+
+// freeServers lists, when another link uses cur too, the servers no link
+// uses; nil when l's server is its own.
+func (c *Client) freeServers(l *link, cur string) []string {
+	used := make(map[string]bool)
+	shared := false
+	for _, o := range c.links {
+		if o == l {
+			continue
+		}
+		s, _ := o.server.Load().(string)
+		used[s] = true
+		shared = shared || s == cur
+	}
+	if !shared {
+		return nil
+	}
+	var out []string
+	for _, s := range c.serverOrder(l) {
+		if !used[s] && s != cur {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// retire lets r drain once nr serves: waits for nr's binds, then unbinds
+// r's tunnels (visitors go to the other links) and hangs up when r's
+// streams are done.
+func (c *Client) retire(l *link, r, nr *running) {
+	l.mu.Lock()
+	l.draining = r
+	r.moved.Store(true)
+	l.mu.Unlock()
+	go func() {
+		select {
+		case <-nr.online:
+		case <-nr.done:
+			// nr is gone already: the link's watch handles that; r
+			// keeps serving until its deadline.
+		case <-time.After(maxDrain):
+		}
+		if f := r.retire.Load(); f != nil {
+			(*f)()
+		}
+		select {
+		case <-r.done:
+		case <-time.After(maxDrain):
+			r.close()
+			<-r.done
+		}
+		l.mu.Lock()
+		l.draining = nil
+		l.mu.Unlock()
+	}()
+}
+
 // startDrain makes r, told to go away, l's draining session, when there
 // is somewhere else to go: another server, and no earlier session of l
 // still draining. It reports whether it did; if not, the caller waits for
@@ -164,6 +271,7 @@ func (c *Client) startDrain(l *link, r *running) bool {
 		return false
 	}
 	l.draining = r
+	r.moved.Store(true)
 	l.mu.Unlock()
 	c.log.Info("server is going away; moving to another server", "link", l.i, "server", r.url, "deadline", r.deadline.String())
 	go func() {
@@ -229,9 +337,9 @@ func (c *Client) serverOrder(l *link) []string {
 
 // connect tries l's servers in order and starts serving on the first that
 // accepts; the session runs until r.done.
-func (c *Client) connect(ctx context.Context, l *link) (*running, error) {
+func (c *Client) connect(ctx context.Context, l *link, servers []string) (*running, error) {
 	var errs []error
-	for _, url := range c.serverOrder(l) {
+	for _, url := range servers {
 		mux, err := c.dial(ctx, url)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -248,7 +356,7 @@ func (c *Client) connect(ctx context.Context, l *link) (*running, error) {
 		if c.connected.Swap(true) {
 			c.reconnects.Add(1)
 		}
-		r := &running{url: url, done: make(chan error, 1), away: make(chan struct{}), close: func() { mux.Close() }}
+		r := &running{url: url, done: make(chan error, 1), away: make(chan struct{}), online: make(chan struct{}), close: func() { mux.Close() }}
 		go func() {
 			err := c.serveSession(ctx, l, r, mux)
 			if l.server.CompareAndSwap(url, "") {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/porthole/porthole/internal/protocol"
@@ -64,7 +65,24 @@ func (c *Client) serveSession(ctx context.Context, l *link, r *running, mux *tra
 	}
 	ctrl.SetDeadline(time.Time{})
 
-	go c.acceptStreams(mux)
+	var active atomic.Int64
+	go c.acceptStreams(mux, &active)
+	var onlineOnce sync.Once
+	retire := func() {
+		ctrl.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		for _, id := range ids.list() {
+			w.Write(&protocol.Unbind{TunnelID: id})
+		}
+		ctrl.SetWriteDeadline(time.Time{})
+		go func() {
+			deadline := time.Now().Add(maxDrain)
+			for active.Load() > 0 && time.Now().Before(deadline) && !mux.IsClosed() {
+				time.Sleep(100 * time.Millisecond)
+			}
+			mux.Close()
+		}()
+	}
+	r.retire.Store(&retire)
 
 	pingDone := make(chan struct{})
 	defer close(pingDone)
@@ -95,14 +113,8 @@ func (c *Client) serveSession(ctx context.Context, l *link, r *running, mux *tra
 	defer c.forget(ids)
 
 	pending := len(c.tunnels)
-	draining := func() bool {
-		select {
-		case <-r.away:
-			return true
-		default:
-			return false
-		}
-	}
+	// A session the link moved away from ends quietly: the link serves on.
+	draining := r.moved.Load
 	for {
 		ctrl.SetReadDeadline(time.Now().Add(3 * hb))
 		m, err := rd.Read()
@@ -139,6 +151,7 @@ func (c *Client) serveSession(ctx context.Context, l *link, r *running, mux *tra
 				c.since.Store(time.Now().UnixNano())
 				c.setLinkState(l, StateOnline)
 				c.boundOnce.Do(func() { close(c.firstBound) })
+				onlineOnce.Do(func() { close(r.online) })
 			}
 			if changed {
 				c.deps.OnEvent(Event{Kind: EventForwarding, Tunnel: t.status()})
@@ -216,6 +229,16 @@ func (s *sessionIDs) take() map[*tunnel]string {
 	return m
 }
 
+func (s *sessionIDs) list() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.m))
+	for _, id := range s.m {
+		out = append(out, id)
+	}
+	return out
+}
+
 func (s *sessionIDs) all() []string {
 	var out []string
 	for _, id := range s.take() {
@@ -246,13 +269,15 @@ func (c *Client) setResumeToken(tok string) {
 
 // acceptStreams takes the streams the server opens and hands each to its
 // tunnel. It ends with the session.
-func (c *Client) acceptStreams(mux *transport.Session) {
+func (c *Client) acceptStreams(mux *transport.Session, active *atomic.Int64) {
 	for {
 		st, err := mux.AcceptStream()
 		if err != nil {
 			return
 		}
+		active.Add(1)
 		go func() {
+			defer active.Add(-1)
 			st.SetReadDeadline(time.Now().Add(10 * time.Second))
 			h, err := protocol.ReadStreamHeader(st)
 			if err != nil {
