@@ -99,6 +99,9 @@ func (cf *clientFlags) load(cmd *cobra.Command) error {
 	}
 	env("api-key", "PORTHOLE_API_KEY", &cf.cfg.APIKey)
 	env("token", "PORTHOLE_TOKEN", &cf.cfg.Token)
+	if f.Changed("links") && cf.cfg.Links < 1 {
+		return usagef("--links %d: want 1 or more", cf.cfg.Links)
+	}
 	switch {
 	case len(cf.servers) > 0:
 		cf.cfg.Servers = cf.servers

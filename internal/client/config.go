@@ -146,7 +146,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Links < 0 {
-		bad("--links %d: want 1 or more", c.Links)
+		bad("links %d: want 1 or more", c.Links)
 	} else if n := distinct(c.Servers); c.Links > n && n > 0 {
 		bad("--links %d needs at least %d different --server addresses, got %d: each link goes to a different server", c.Links, c.Links, n)
 	}
