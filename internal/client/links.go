@@ -26,6 +26,8 @@ type link struct {
 	// one, so a server that repeats go_away cannot make it open sessions
 	// without bound.
 	draining *running
+	// lastMove is when the link last moved at once on a go_away.
+	lastMove time.Time
 }
 
 // LinkStatus is one link in the status API.
@@ -54,6 +56,11 @@ type running struct {
 	moved atomic.Bool
 	close func() // hangs up at once
 }
+
+// minMoveInterval is the least time between two moves of one link on a
+// go_away: servers that answer every session with go_away make the link
+// reconnect with backoff instead of at once.
+const minMoveInterval = 5 * time.Second
 
 // maxDrain caps how long a session told to go away is kept, whatever the
 // server's go_away says.
@@ -265,12 +272,13 @@ func (c *Client) retire(l *link, r, nr *running) {
 // r to end and reconnects as after any shutdown.
 func (c *Client) startDrain(l *link, r *running) bool {
 	l.mu.Lock()
-	if l.draining != nil || len(c.otherServers(r.url)) == 0 {
+	if l.draining != nil || len(c.otherServers(r.url)) == 0 || time.Since(l.lastMove) < minMoveInterval {
 		l.mu.Unlock()
 		c.log.Info("server is going away; staying until it closes the session", "link", l.i, "server", r.url)
 		return false
 	}
 	l.draining = r
+	l.lastMove = time.Now()
 	r.moved.Store(true)
 	l.mu.Unlock()
 	c.log.Info("server is going away; moving to another server", "link", l.i, "server", r.url, "deadline", r.deadline.String())
