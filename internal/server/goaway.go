@@ -28,16 +28,38 @@ func (s *Server) goAway(deadline time.Duration) {
 func (ss *session) sendGoAway(m *protocol.GoAway) bool {
 	ss.mu.Lock()
 	w := ss.w
-	sent := ss.wentAway
-	ss.wentAway = true
-	ss.mu.Unlock()
-	if w == nil || sent {
+	if w == nil || ss.wentAway != nil {
 		// Still in its handshake (its binds are refused from now on, and
 		// the shutdown notice ends it), or told already.
+		ss.mu.Unlock()
 		return false
 	}
-	go w.Write(m)
+	done := make(chan struct{})
+	ss.wentAway = done
+	ss.mu.Unlock()
+	go func() {
+		defer close(done)
+		w.Write(m)
+	}()
 	return true
+}
+
+// waitGoAway lets a go_away being written go out before the session's
+// last message, so the client reads them in order; bounded, as a client
+// that does not read would hold it.
+func (ss *session) waitGoAway() {
+	ss.mu.Lock()
+	done := ss.wentAway
+	ss.mu.Unlock()
+	if done == nil {
+		return
+	}
+	t := time.NewTimer(2 * time.Second)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
 }
 
 // joinLink adds t to r when r serves the name for another link of the

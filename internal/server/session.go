@@ -41,8 +41,9 @@ type session struct {
 	// link is the client's Hello.Link: sessions of one owner with
 	// different links serve its names side by side (goaway.go).
 	link int
-	// wentAway is set once the client was sent a go_away.
-	wentAway bool
+	// wentAway is set once the client is sent a go_away, and closed
+	// when it is written (goaway.go).
+	wentAway chan struct{}
 
 	// lim are this session's effective limits, fixed at connect time;
 	// user is state shared with the user's other sessions.
@@ -260,6 +261,7 @@ func (ss *session) sendFinal(e *protocol.Error) {
 
 // notifyAndClose tells the client why its session ends, then ends it.
 func (ss *session) notifyAndClose(n *protocol.Notice) {
+	ss.waitGoAway()
 	ss.mu.Lock()
 	if n.Final {
 		ss.final = true
