@@ -164,7 +164,8 @@ func TestLinksWrongCount(t *testing.T) {
 		{[]string{"--links", "2", "--server", "ws://127.0.0.1:1"}, "--links 2 needs at least 2 different --server addresses, got 1"},
 		{[]string{"--links", "2", "--server", "ws://127.0.0.1:1", "--server", "ws://127.0.0.1:1"}, "--links 2 needs at least 2 different --server addresses, got 1"},
 		{[]string{"--links", "3", "--server", "ws://127.0.0.1:1", "--server", "ws://127.0.0.1:2"}, "--links 3 needs at least 3 different --server addresses, got 2"},
-		{[]string{"--links", "0", "--server", "ws://127.0.0.1:1"}, "--links 0: want 1 or more"},
+		{[]string{"--links", "0", "--server", "ws://127.0.0.1:1"}, "--links 0: want 1 to 16"},
+		{[]string{"--links", "17", "--server", "ws://127.0.0.1:1"}, "--links 17: want 1 to 16"},
 		{[]string{"--links", "x", "--server", "ws://127.0.0.1:1"}, "invalid argument"},
 	} {
 		_, errOut, code := runPorthole(t, append([]string{"http", "3000"}, tc.args...)...)

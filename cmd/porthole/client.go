@@ -99,8 +99,8 @@ func (cf *clientFlags) load(cmd *cobra.Command) error {
 	}
 	env("api-key", "PORTHOLE_API_KEY", &cf.cfg.APIKey)
 	env("token", "PORTHOLE_TOKEN", &cf.cfg.Token)
-	if f.Changed("links") && cf.cfg.Links < 1 {
-		return usagef("--links %d: want 1 or more", cf.cfg.Links)
+	if f.Changed("links") && (cf.cfg.Links < 1 || cf.cfg.Links > client.MaxLinks) {
+		return usagef("--links %d: want 1 to %d", cf.cfg.Links, client.MaxLinks)
 	}
 	switch {
 	case len(cf.servers) > 0:

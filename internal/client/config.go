@@ -145,8 +145,8 @@ func (c *Config) Validate() error {
 			bad("server %s: ws:// would send your %s in clear text to a machine other than this one, where anyone on the path can read and reuse it; use wss:// (a server with --tls-cert or ACME), or pass --insecure-plaintext to send it anyway", s, c.credentialName())
 		}
 	}
-	if c.Links < 0 {
-		bad("links %d: want 1 or more", c.Links)
+	if c.Links < 0 || c.Links > MaxLinks {
+		bad("links %d: want 1 to %d", c.Links, MaxLinks)
 	} else if n := distinct(c.Servers); c.Links > n && n > 0 {
 		bad("--links %d needs at least %d different --server addresses, got %d: each link goes to a different server", c.Links, c.Links, n)
 	}

@@ -162,6 +162,10 @@ func (c *Client) runLink(ctx context.Context, l *link) error {
 	}
 }
 
+// MaxLinks is the most links a client keeps; servers refuse a higher
+// link number.
+const MaxLinks = 16
+
 // rebalanceEvery is how often a link that shares its server with another
 // link tries the servers no link uses, e.g. one that came back after a
 // restart.

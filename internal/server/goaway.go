@@ -62,6 +62,18 @@ func (ss *session) waitGoAway() {
 	}
 }
 
+// MaxLinks bounds Hello.Link: one client's sessions with different links
+// are not replaced by each other, so the range bounds how many sessions
+// one client can hold open.
+const MaxLinks = 16
+
+func checkLink(link int) *protocol.Error {
+	if link < 0 || link >= MaxLinks {
+		return protocol.Err(protocol.CodeBadRequest, true, "hello: link %d is out of range: a client has links 0 to %d", link, MaxLinks-1)
+	}
+	return nil
+}
+
 // joinLink adds t to r when r serves the name for another link of the
 // same client (same owner, different Hello.Link): the client keeps
 // sessions to several servers, or to one under several addresses, and

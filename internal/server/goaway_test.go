@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"encoding/binary"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/porthole/porthole/internal/protocol"
+	"github.com/porthole/porthole/internal/server"
 	"github.com/porthole/porthole/internal/tunneltest"
 )
 
@@ -38,6 +40,27 @@ func TestGoAwayFromClientRefused(t *testing.T) {
 		if got == nil || got.Code != protocol.CodeBadRequest || !got.Final || !strings.Contains(got.Message, "unexpected go_away message from a client") {
 			t.Fatalf("%d go_away from a client: got %+v, want a final bad_request naming go_away", n, got)
 		}
+	}
+	stillServes(t, srv)
+}
+
+// TestLinkOutOfRange: a link number outside 0 to 15 in hello is refused,
+// so one client cannot hold sessions without bound by numbering them.
+func TestLinkOutOfRange(t *testing.T) {
+	srv := tunneltest.StartServer(t)
+	for _, link := range []int{-1, server.MaxLinks, 1 << 30} {
+		s := dialRaw(t, srv)
+		s.w.Write(&protocol.Hello{Version: protocol.Version, Link: link})
+		_, err := protocol.Expect[*protocol.Welcome](s.r)
+		var e *protocol.Error
+		if !errors.As(err, &e) || e.Code != protocol.CodeBadRequest || !e.Final || !strings.Contains(e.Message, "out of range") {
+			t.Errorf("hello with link %d: %v, want a final bad_request", link, err)
+		}
+	}
+	s := dialRaw(t, srv)
+	s.w.Write(&protocol.Hello{Version: protocol.Version, Link: server.MaxLinks - 1})
+	if _, err := protocol.Expect[*protocol.Welcome](s.r); err != nil {
+		t.Errorf("hello with link %d: %v", server.MaxLinks-1, err)
 	}
 	stillServes(t, srv)
 }

@@ -113,6 +113,10 @@ func (ss *session) run() {
 			"client speaks protocol version %d, this server speaks %d: upgrade porthole on the side that is older", hello.Version, protocol.Version))
 		return
 	}
+	if err := checkLink(hello.Link); err != nil {
+		ss.sendFinal(err)
+		return
+	}
 	resume := hello.ResumeToken
 	var welcomeToken string
 	if len(resume) < 16 {
