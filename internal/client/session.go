@@ -340,14 +340,21 @@ func (t *tunnel) bindMessage() *protocol.Bind {
 }
 
 // bound records the server's answer to link's bind; it reports whether
-// the URL changed for that link.
+// the URL is new: changed for that link, and not another link's.
 func (t *tunnel) bound(link int, m *protocol.Bound) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.linkURL == nil {
 		t.linkURL = make(map[int]string)
 	}
+	// Reported once per URL: links at servers that share names (or at
+	// two addresses of one server) get the same one.
 	changed := t.linkURL[link] != m.URLs[0]
+	for l, u := range t.linkURL {
+		if l != link && u == m.URLs[0] {
+			changed = false
+		}
+	}
 	t.linkURL[link] = m.URLs[0]
 	if t.ids == nil {
 		t.ids = make(map[string]bool)

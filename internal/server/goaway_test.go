@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/porthole/porthole/internal/client"
 	"github.com/porthole/porthole/internal/protocol"
 	"github.com/porthole/porthole/internal/server"
 	"github.com/porthole/porthole/internal/tunneltest"
@@ -140,6 +141,19 @@ func TestLinksOnOneServer(t *testing.T) {
 		return true
 	}
 	waitFor(t, "two sessions each serving the name", bothUp)
+	waitFor(t, "both links online at the client", func() bool {
+		st := c.Status()
+		return len(st.Links) == 2 && st.Links[0].State == client.StateOnline && st.Links[1].State == client.StateOnline
+	})
+	forwarding := 0
+	for _, e := range c.Events() {
+		if e.Kind == client.EventForwarding {
+			forwarding++
+		}
+	}
+	if forwarding != 1 {
+		t.Errorf("%d Forwarding events for one URL served by two links, want 1", forwarding)
+	}
 	for range 40 {
 		if resp, body, err := srv.Get(url); err != nil || resp.StatusCode != 200 || body != "app" {
 			t.Fatalf("visitor: %v %q %v", statusOf(resp), body, err)
