@@ -36,6 +36,7 @@ func (cf *clientFlags) register(cmd *cobra.Command, withTunnel bool, kind string
 	f := cmd.Flags()
 	f.StringVar(&cf.cfgFile, "config", "", "TOML configuration file")
 	f.StringArrayVar(&cf.servers, "server", nil, "ws:// or wss:// address of a server's tunnel listener; repeat for failover (when unset: $PORTHOLE_SERVER, else ws://localhost:8081)")
+	f.IntVar(&cf.cfg.Links, "links", 1, "keep sessions to this many of the --server addresses at once, each serving the tunnels (needs as many different --server addresses)")
 	f.StringVar(&cf.cfg.APIKey, "api-key", "", "API key (when unset: $PORTHOLE_API_KEY)")
 	f.StringVar(&cf.cfg.Token, "token", "", "signed token (when unset: $PORTHOLE_TOKEN)")
 	f.StringVar(&cf.cfg.Cert, "cert", "", "client certificate for mutual TLS")
@@ -98,6 +99,9 @@ func (cf *clientFlags) load(cmd *cobra.Command) error {
 	}
 	env("api-key", "PORTHOLE_API_KEY", &cf.cfg.APIKey)
 	env("token", "PORTHOLE_TOKEN", &cf.cfg.Token)
+	if f.Changed("links") && (cf.cfg.Links < 1 || cf.cfg.Links > client.MaxLinks) {
+		return usagef("--links %d: want 1 to %d", cf.cfg.Links, client.MaxLinks)
+	}
 	switch {
 	case len(cf.servers) > 0:
 		cf.cfg.Servers = cf.servers

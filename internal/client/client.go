@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/porthole/porthole/internal/inspect"
-	"github.com/porthole/porthole/internal/protocol"
 	"github.com/porthole/porthole/internal/transport"
 )
 
@@ -76,7 +75,10 @@ type Client struct {
 
 	tunnels []*tunnel
 	byID    sync.Map // server tunnel id -> *tunnel
-	resume  string
+	// resume is the resume token every link sends, so that servers know
+	// the links for one client.
+	resumeMu sync.Mutex
+	resume   string
 
 	state      atomic.Value // string
 	server     atomic.Value // string
@@ -91,6 +93,11 @@ type Client struct {
 	// budget bounds what the server can make this client buffer for local
 	// apps that read request bodies slowly, across its sessions.
 	budget *transport.Budget
+
+	links []*link // one per --links, each keeping its own session
+	// firstBound is closed when every tunnel was bound once, by any link.
+	firstBound chan struct{}
+	boundOnce  sync.Once
 }
 
 // clientBufferBudget is the client's receive budget (see
@@ -127,6 +134,13 @@ func New(cfg Config, specs []Spec, deps Deps) (*Client, error) {
 	c.state.Store(StateConnecting)
 	c.server.Store("")
 	c.lastErr.Store("")
+	c.firstBound = make(chan struct{})
+	for i := range max(cfg.Links, 1) {
+		l := &link{i: i}
+		l.server.Store("")
+		l.state.Store(StateConnecting)
+		c.links = append(c.links, l)
+	}
 	for i, s := range specs {
 		if err := s.Config.validate(); err != nil {
 			return nil, fmt.Errorf("tunnel %s: %w", s.Name, err)
@@ -141,77 +155,6 @@ func New(cfg Config, specs []Spec, deps Deps) (*Client, error) {
 		c.tunnels = append(c.tunnels, t)
 	}
 	return c, nil
-}
-
-// Run connects and serves until ctx is cancelled (returns nil after
-// releasing the tunnels) or a final error happens (returns a *FinalError).
-func (c *Client) Run(ctx context.Context) error {
-	defer c.close()
-	attempt := 0
-	for {
-		sessionStart := time.Now()
-		err := c.connectAndServe(ctx)
-		if ctx.Err() != nil {
-			c.state.Store(StateStopped)
-			return nil
-		}
-		var fe *FinalError
-		if errors.As(err, &fe) {
-			c.state.Store(StateStopped)
-			return err
-		}
-		if err != nil {
-			c.lastErr.Store(err.Error())
-		}
-		if time.Since(sessionStart) >= c.cfg.Reconnect.ResetAfter.D() {
-			attempt = 0
-		}
-		c.state.Store(StateReconnecting)
-		delay := backoffDelay(c.cfg.Reconnect, attempt)
-		var perr *protocol.Error
-		if errors.As(err, &perr) && perr.RetryAfterMillis > 0 {
-			// The server asked for at least this long (a limit was hit).
-			delay = max(delay, time.Duration(perr.RetryAfterMillis)*time.Millisecond)
-		}
-		attempt++
-		c.nextRetry.Store(time.Now().Add(delay).UnixNano())
-		c.attempt.Store(int64(attempt))
-		c.deps.OnEvent(Event{Kind: EventRetrying, Err: err, RetryIn: delay, Attempt: attempt})
-		c.log.Info("reconnecting", "in", delay.Round(time.Millisecond).String(), "attempt", attempt, "err", err)
-		select {
-		case <-ctx.Done():
-			c.state.Store(StateStopped)
-			return nil
-		case <-time.After(delay):
-		}
-	}
-}
-
-// connectAndServe tries each server in order and serves on the first that
-// accepts. It returns when that session ends.
-func (c *Client) connectAndServe(ctx context.Context) error {
-	var errs []error
-	for _, url := range c.cfg.Servers {
-		mux, err := c.dial(ctx, url)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			var fe *FinalError
-			if errors.As(err, &fe) {
-				return err
-			}
-			c.log.Info("cannot reach server", "server", url, "err", err)
-			errs = append(errs, fmt.Errorf("%s: %w", url, err))
-			continue
-		}
-		c.server.Store(url)
-		if c.connected.Swap(true) {
-			c.reconnects.Add(1)
-		}
-		return c.serveSession(ctx, url, mux)
-	}
-	return errors.Join(errs...)
 }
 
 func (c *Client) dial(ctx context.Context, url string) (*transport.Session, error) {

@@ -46,6 +46,9 @@ type Config struct {
 	// Compress asks the server to compress the session's traffic; a
 	// server that refuses leaves it uncompressed (docs/compression.md).
 	Compress bool `toml:"compress"`
+	// Links is how many of Servers the client keeps a session to at once
+	// (0 or 1: one; more: that many, each to a different server).
+	Links int `toml:"links"`
 
 	Tunnels map[string]TunnelConfig `toml:"tunnels"`
 }
@@ -141,6 +144,11 @@ func (c *Config) Validate() error {
 		if c.SendsCredential() && !c.InsecurePlaintext && PlaintextOffHost(s) {
 			bad("server %s: ws:// would send your %s in clear text to a machine other than this one, where anyone on the path can read and reuse it; use wss:// (a server with --tls-cert or ACME), or pass --insecure-plaintext to send it anyway", s, c.credentialName())
 		}
+	}
+	if c.Links < 0 || c.Links > MaxLinks {
+		bad("links %d: want 1 to %d", c.Links, MaxLinks)
+	} else if n := distinct(c.Servers); c.Links > n && n > 0 {
+		bad("--links %d needs at least %d different --server addresses, got %d: each link goes to a different server", c.Links, c.Links, n)
 	}
 	if (c.Cert == "") != (c.Key == "") {
 		bad("--cert and --key must be given together")
@@ -281,4 +289,12 @@ func redact(cred string) string {
 		return u + ":***"
 	}
 	return "***"
+}
+
+func distinct(list []string) int {
+	seen := make(map[string]bool, len(list))
+	for _, s := range list {
+		seen[s] = true
+	}
+	return len(seen)
 }

@@ -16,7 +16,7 @@ const DefaultHealthInterval = 10 * time.Second
 // healthLoop checks t's local app at its health path every interval and
 // tells the server when the answer changes, until done is closed. The
 // server starts each session assuming the app is healthy.
-func (t *tunnel) healthLoop(w *protocol.Writer, done <-chan struct{}) {
+func (t *tunnel) healthLoop(w *protocol.Writer, currentID func() string, done <-chan struct{}) {
 	every := t.cfg.HealthInterval.D()
 	if every <= 0 {
 		every = DefaultHealthInterval
@@ -30,7 +30,7 @@ func (t *tunnel) healthLoop(w *protocol.Writer, done <-chan struct{}) {
 	for {
 		healthy, reason := check(hc, url)
 		t.unhealthy.Store(!healthy)
-		if id := t.currentID(); id != "" && healthy != reported {
+		if id := currentID(); id != "" && healthy != reported {
 			if w.Write(&protocol.Health{TunnelID: id, Healthy: healthy, Reason: reason}) != nil {
 				return
 			}
@@ -42,7 +42,7 @@ func (t *tunnel) healthLoop(w *protocol.Writer, done <-chan struct{}) {
 			}
 		}
 		next := tick.C
-		if healthy != reported && t.currentID() == "" {
+		if healthy != reported && currentID() == "" {
 			// A change the server has not heard of, and the tunnel is not
 			// bound yet (the loop starts with the session): check again
 			// soon rather than an interval later.
@@ -76,10 +76,4 @@ func check(hc *http.Client, url string) (bool, string) {
 		return false, resp.Status
 	}
 	return true, ""
-}
-
-func (t *tunnel) currentID() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.serverID
 }

@@ -9,29 +9,33 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/porthole/porthole/internal/protocol"
 	"github.com/porthole/porthole/internal/transport"
 )
 
-// serveSession runs one session: hello, binds, then streams and heartbeats
-// until the session ends.
-func (c *Client) serveSession(ctx context.Context, url string, mux *transport.Session) error {
+// serveSession runs one session of link l: hello, binds, then streams
+// and heartbeats until the session ends. A go_away from the server is
+// passed on through r; the session serves on until the server closes it.
+func (c *Client) serveSession(ctx context.Context, l *link, r *running, mux *transport.Session) error {
+	url := r.url
 	defer mux.Close()
 	ctrl, err := mux.OpenStream()
 	if err != nil {
 		return err
 	}
 	w := protocol.NewWriter(ctrl)
-	r := protocol.NewReader(ctrl)
+	rd := protocol.NewReader(ctrl)
 
 	ctrl.SetDeadline(time.Now().Add(c.cfg.HandshakeTimeout.D()))
-	hello := &protocol.Hello{Version: protocol.Version, ClientVersion: c.deps.Version, ResumeToken: c.resume}
+	hello := &protocol.Hello{Version: protocol.Version, ClientVersion: c.deps.Version, ResumeToken: c.resumeToken(), Link: l.i}
 	if err := w.Write(hello); err != nil {
 		return err
 	}
-	welcome, err := protocol.Expect[*protocol.Welcome](r)
+	welcome, err := protocol.Expect[*protocol.Welcome](rd)
 	if err != nil {
 		var perr *protocol.Error
 		if errors.As(err, &perr) && perr.Final {
@@ -40,15 +44,19 @@ func (c *Client) serveSession(ctx context.Context, url string, mux *transport.Se
 		return fmt.Errorf("handshake: %w", err)
 	}
 	if welcome.ResumeToken != "" {
-		c.resume = welcome.ResumeToken
+		c.setResumeToken(welcome.ResumeToken)
 	}
 	hb := time.Duration(welcome.HeartbeatMillis) * time.Millisecond
 	if hb < time.Second || hb > 10*time.Second {
 		hb = 8 * time.Second
 	}
-	c.log.Info("connected", "server", url, "session", welcome.SessionID, "user", welcome.User)
+	l.server.Store(url)
+	c.log.Info("connected", "server", url, "link", l.i, "session", welcome.SessionID, "user", welcome.User)
 	c.deps.OnEvent(Event{Kind: EventConnected, Server: url})
 
+	// This session's server-side tunnel ids: each session of each link
+	// has its own, and forgets only those when it ends.
+	ids := &sessionIDs{m: make(map[*tunnel]string)}
 	// Ask for every tunnel; answers arrive on the control loop below.
 	for _, t := range c.tunnels {
 		if err := w.Write(t.bindMessage()); err != nil {
@@ -57,14 +65,31 @@ func (c *Client) serveSession(ctx context.Context, url string, mux *transport.Se
 	}
 	ctrl.SetDeadline(time.Time{})
 
-	go c.acceptStreams(mux)
+	var active atomic.Int64
+	go c.acceptStreams(mux, &active)
+	var onlineOnce sync.Once
+	retire := func() {
+		ctrl.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		for _, id := range ids.list() {
+			w.Write(&protocol.Unbind{TunnelID: id})
+		}
+		ctrl.SetWriteDeadline(time.Time{})
+		go func() {
+			deadline := time.Now().Add(maxDrain)
+			for active.Load() > 0 && time.Now().Before(deadline) && !mux.IsClosed() {
+				time.Sleep(100 * time.Millisecond)
+			}
+			mux.Close()
+		}()
+	}
+	r.retire.Store(&retire)
 
 	pingDone := make(chan struct{})
 	defer close(pingDone)
 	go heartbeat(w, hb, pingDone)
 	for _, t := range c.tunnels {
 		if t.cfg.HealthPath != "" && t.http != nil {
-			go t.healthLoop(w, pingDone)
+			go t.healthLoop(w, func() string { return ids.get(t) }, pingDone)
 		}
 	}
 
@@ -75,10 +100,8 @@ func (c *Client) serveSession(ctx context.Context, url string, mux *transport.Se
 	// does not answer within 2 s is hung up on.
 	stop := context.AfterFunc(ctx, func() {
 		ctrl.SetWriteDeadline(time.Now().Add(2 * time.Second))
-		for _, t := range c.tunnels {
-			if id := t.unbound(); id != "" {
-				w.Write(&protocol.Unbind{TunnelID: id})
-			}
+		for _, id := range ids.all() {
+			w.Write(&protocol.Unbind{TunnelID: id})
 		}
 		if w.Write(&protocol.Ping{Seq: releaseSeq, UnixNano: time.Now().UnixNano()}) != nil {
 			ctrl.Close()
@@ -87,12 +110,14 @@ func (c *Client) serveSession(ctx context.Context, url string, mux *transport.Se
 		time.AfterFunc(2*time.Second, func() { ctrl.Close() })
 	})
 	defer stop()
-	defer c.unbindAll()
+	defer c.forget(ids)
 
 	pending := len(c.tunnels)
+	// A session the link moved away from ends quietly: the link serves on.
+	draining := r.moved.Load
 	for {
 		ctrl.SetReadDeadline(time.Now().Add(3 * hb))
-		m, err := r.Read()
+		m, err := rd.Read()
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -103,8 +128,10 @@ func (c *Client) serveSession(ctx context.Context, url string, mux *transport.Se
 			} else if errors.Is(err, io.EOF) || mux.IsClosed() {
 				err = errors.New("connection to server lost")
 			}
-			c.deps.OnEvent(Event{Kind: EventDisconnected, Err: err, Server: url})
-			c.log.Warn("disconnected", "server", url, "err", err)
+			if !draining() {
+				c.deps.OnEvent(Event{Kind: EventDisconnected, Err: err, Server: url})
+			}
+			c.log.Warn("disconnected", "server", url, "link", l.i, "err", err)
 			return err
 		}
 		switch m := m.(type) {
@@ -116,17 +143,20 @@ func (c *Client) serveSession(ctx context.Context, url string, mux *transport.Se
 			if len(m.URLs) == 0 {
 				return fmt.Errorf("server answered bind %d without a URL", m.ID)
 			}
-			changed := t.bound(m)
+			changed := t.bound(l.i, m)
+			ids.set(t, m.TunnelID)
 			c.byID.Store(m.TunnelID, t)
 			pending--
 			if pending == 0 {
-				c.state.Store(StateOnline)
 				c.since.Store(time.Now().UnixNano())
+				c.setLinkState(l, StateOnline)
+				c.boundOnce.Do(func() { close(c.firstBound) })
+				onlineOnce.Do(func() { close(r.online) })
 			}
 			if changed {
 				c.deps.OnEvent(Event{Kind: EventForwarding, Tunnel: t.status()})
 			}
-			t.log.Info("tunnel online", "url", m.URLs[0], "target", t.target.String())
+			t.log.Info("tunnel online", "url", m.URLs[0], "target", t.target.String(), "link", l.i)
 		case *protocol.Error:
 			if m.ID != 0 {
 				t := c.tunnelByBindID(m.ID)
@@ -138,7 +168,7 @@ func (c *Client) serveSession(ctx context.Context, url string, mux *transport.Se
 					// The client stops: free the names it did get now,
 					// rather than leave them held for a reconnect that
 					// will never come (a rerun would find them "in use").
-					c.releaseAll(ctrl, w, r)
+					c.releaseAll(ctrl, w, rd, ids)
 					return &FinalError{Err: fmt.Errorf("tunnel %s: %w", name, m)}
 				}
 				return fmt.Errorf("tunnel %s: %w", name, m)
@@ -147,12 +177,19 @@ func (c *Client) serveSession(ctx context.Context, url string, mux *transport.Se
 				return &FinalError{Err: m}
 			}
 			return m
+		case *protocol.GoAway:
+			// Once per session: repeats change nothing.
+			if r.goAway(m) {
+				c.log.Warn("server going away", "server", url, "link", l.i, "reason", m.Reason, "deadline_ms", m.DeadlineMillis)
+			}
 		case *protocol.Notice:
-			c.log.Warn("server notice", "kind", m.Kind, "message", m.Message)
+			c.log.Warn("server notice", "kind", m.Kind, "message", m.Message, "server", url, "link", l.i)
 			if m.Final {
 				return &FinalError{Err: fmt.Errorf("%s: %s", m.Kind, m.Message)}
 			}
-			c.deps.OnEvent(Event{Kind: EventDisconnected, Err: errors.New(m.Message), Server: url})
+			if !draining() {
+				c.deps.OnEvent(Event{Kind: EventDisconnected, Err: errors.New(m.Message), Server: url})
+			}
 			return errors.New(m.Message)
 		case *protocol.Ping:
 			w.Write(&protocol.Pong{Seq: m.Seq, UnixNano: m.UnixNano})
@@ -165,15 +202,82 @@ func (c *Client) serveSession(ctx context.Context, url string, mux *transport.Se
 	}
 }
 
+// sessionIDs maps a session's tunnels to their server-side ids.
+type sessionIDs struct {
+	mu sync.Mutex
+	m  map[*tunnel]string
+}
+
+func (s *sessionIDs) set(t *tunnel, id string) {
+	s.mu.Lock()
+	s.m[t] = id
+	s.mu.Unlock()
+}
+
+func (s *sessionIDs) get(t *tunnel) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[t]
+}
+
+// take returns every id and forgets them, so each is released once.
+func (s *sessionIDs) take() map[*tunnel]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.m
+	s.m = make(map[*tunnel]string)
+	return m
+}
+
+func (s *sessionIDs) list() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.m))
+	for _, id := range s.m {
+		out = append(out, id)
+	}
+	return out
+}
+
+func (s *sessionIDs) all() []string {
+	var out []string
+	for _, id := range s.take() {
+		out = append(out, id)
+	}
+	return out
+}
+
+// forget drops a session's ids when it ends.
+func (c *Client) forget(ids *sessionIDs) {
+	for t, id := range ids.take() {
+		c.byID.Delete(id)
+		t.unbound(id)
+	}
+}
+
+func (c *Client) resumeToken() string {
+	c.resumeMu.Lock()
+	defer c.resumeMu.Unlock()
+	return c.resume
+}
+
+func (c *Client) setResumeToken(tok string) {
+	c.resumeMu.Lock()
+	c.resume = tok
+	c.resumeMu.Unlock()
+}
+
 // acceptStreams takes the streams the server opens and hands each to its
 // tunnel. It ends with the session.
-func (c *Client) acceptStreams(mux *transport.Session) {
+func (c *Client) acceptStreams(mux *transport.Session, active *atomic.Int64) {
 	for {
 		st, err := mux.AcceptStream()
 		if err != nil {
 			return
 		}
+		active.Add(1)
 		go func() {
+			defer active.Add(-1)
 			st.SetReadDeadline(time.Now().Add(10 * time.Second))
 			h, err := protocol.ReadStreamHeader(st)
 			if err != nil {
@@ -203,14 +307,6 @@ func (c *Client) tunnelByBindID(id uint32) *tunnel {
 		}
 	}
 	return nil
-}
-
-func (c *Client) unbindAll() {
-	for _, t := range c.tunnels {
-		if id := t.unbound(); id != "" {
-			c.byID.Delete(id)
-		}
-	}
 }
 
 // bindMessage asks for the tunnel; after a first bind, it asks for the same
@@ -243,12 +339,27 @@ func (t *tunnel) bindMessage() *protocol.Bind {
 	return b
 }
 
-// bound records the server's answer; it reports whether the URL changed.
-func (t *tunnel) bound(m *protocol.Bound) bool {
+// bound records the server's answer to link's bind; it reports whether
+// the URL is new: changed for that link, and not another link's.
+func (t *tunnel) bound(link int, m *protocol.Bound) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	changed := len(t.urls) == 0 || t.urls[0] != m.URLs[0]
-	t.serverID = m.TunnelID
+	if t.linkURL == nil {
+		t.linkURL = make(map[int]string)
+	}
+	// Reported once per URL: links at servers that share names (or at
+	// two addresses of one server) get the same one.
+	changed := t.linkURL[link] != m.URLs[0]
+	for l, u := range t.linkURL {
+		if l != link && u == m.URLs[0] {
+			changed = false
+		}
+	}
+	t.linkURL[link] = m.URLs[0]
+	if t.ids == nil {
+		t.ids = make(map[string]bool)
+	}
+	t.ids[m.TunnelID] = true
 	t.urls = m.URLs
 	t.port = m.Port
 	if t.cfg.Subdomain == "" && t.cfg.Hostname == "" && t.cfg.RemotePort == 0 {
@@ -260,13 +371,11 @@ func (t *tunnel) bound(m *protocol.Bound) bool {
 	return changed
 }
 
-// unbound forgets the server-side id and returns it.
-func (t *tunnel) unbound() string {
+// unbound forgets a server-side id of the tunnel.
+func (t *tunnel) unbound(id string) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	id := t.serverID
-	t.serverID = ""
-	return id
+	delete(t.ids, id)
+	t.mu.Unlock()
 }
 
 // isFinalTLSError reports TLS failures that retrying cannot fix: the
@@ -323,13 +432,11 @@ const releaseSeq = 1 << 63
 // handled it: the server reads control messages in order, so the pong to a
 // ping sent after the unbinds means they are done, and a client run again
 // at once finds its names free.
-func (c *Client) releaseAll(ctrl net.Conn, w *protocol.Writer, r *protocol.Reader) {
+func (c *Client) releaseAll(ctrl net.Conn, w *protocol.Writer, r *protocol.Reader, ids *sessionIDs) {
 	any := false
-	for _, t := range c.tunnels {
-		if id := t.unbound(); id != "" {
-			w.Write(&protocol.Unbind{TunnelID: id})
-			any = true
-		}
+	for _, id := range ids.all() {
+		w.Write(&protocol.Unbind{TunnelID: id})
+		any = true
 	}
 	if !any || w.Write(&protocol.Ping{Seq: releaseSeq, UnixNano: time.Now().UnixNano()}) != nil {
 		return

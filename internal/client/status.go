@@ -21,6 +21,9 @@ type Status struct {
 	NextRetry    string          `json:"next_retry,omitempty"`
 	RetryAttempt int64           `json:"retry_attempt,omitempty"`
 	Tunnels      []*TunnelStatus `json:"tunnels"`
+	// Links are the client's simultaneous sessions (--links), one entry
+	// per link.
+	Links []LinkStatus `json:"links"`
 }
 
 // Status returns a snapshot of the client's state.
@@ -45,6 +48,7 @@ func (c *Client) Status() *Status {
 	for _, t := range c.tunnels {
 		st.Tunnels = append(st.Tunnels, t.status())
 	}
+	st.Links = c.linkStatus()
 	return st
 }
 

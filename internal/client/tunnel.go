@@ -22,9 +22,10 @@ type tunnel struct {
 	http   *httpForwarder // HTTP tunnels
 
 	mu       sync.Mutex
-	serverID string   // current server-side tunnel id
-	urls     []string // public URLs; kept across reconnects
-	assigned string   // subdomain or port the server chose, asked for again on reconnect
+	ids      map[string]bool // server-side tunnel ids, one per session that bound it
+	linkURL  map[int]string  // the first URL each link got, to report changes
+	urls     []string        // public URLs; kept across reconnects
+	assigned string          // subdomain or port the server chose, asked for again on reconnect
 	port     int
 	random   bool
 
@@ -64,7 +65,7 @@ func (t *tunnel) status() *TunnelStatus {
 		BytesIn:   t.bytesIn.Load(),
 		BytesOut:  t.bytesOut.Load(),
 		OpenConns: t.openConns.Load(),
-		Bound:     t.serverID != "",
+		Bound:     len(t.ids) > 0,
 	}
 	if len(t.urls) > 0 {
 		st.URL = t.urls[0]

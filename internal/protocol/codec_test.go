@@ -17,7 +17,7 @@ import (
 // sampleMessages has one fully populated message of every type.
 func sampleMessages() []Message {
 	return []Message{
-		&Hello{Version: Version, ClientVersion: "1.2.3", APIKey: "ph_key", Token: "a.b.c", ResumeToken: "0123456789abcdef0123"},
+		&Hello{Version: Version, ClientVersion: "1.2.3", APIKey: "ph_key", Token: "a.b.c", ResumeToken: "0123456789abcdef0123", Link: 1},
 		&Welcome{SessionID: "s1", ResumeToken: "secret", ServerVersion: "1.2.3", User: "alice", HeartbeatMillis: 8000},
 		&Bind{ID: 7, Name: "web", Kind: KindHTTP, Subdomain: "quiet-otter-31", Hostname: "app.example.org", RemotePort: 20001, Random: true},
 		&Bound{ID: 7, TunnelID: "t1", Hostname: "quiet-otter-31.localhost", Port: 20001, URLs: []string{"https://a.example.com", "http://a.example.com"}},
@@ -26,6 +26,7 @@ func sampleMessages() []Message {
 		&Ping{Seq: 1 << 60, UnixNano: 1700000000000000000},
 		&Pong{Seq: 42, UnixNano: -1},
 		&Notice{Kind: NoticeRevoked, Message: "key revoked", Final: true},
+		&GoAway{Reason: "server is restarting", DeadlineMillis: 30000},
 	}
 }
 

@@ -30,6 +30,7 @@ const (
 	TypePong    MsgType = 0x08 // either way: heartbeat answer
 	TypeNotice  MsgType = 0x09 // server -> client: revoked, shutting down, ...
 	TypeHealth  MsgType = 0x0A // client -> server: a tunnel's local app is (un)healthy
+	TypeGoAway  MsgType = 0x0B // server -> client: move to another server, this one is stopping
 )
 
 func (t MsgType) String() string {
@@ -54,6 +55,8 @@ func (t MsgType) String() string {
 		return "notice"
 	case TypeHealth:
 		return "health"
+	case TypeGoAway:
+		return "go_away"
 	}
 	return "unknown"
 }
@@ -76,6 +79,11 @@ type Hello struct {
 	// names it is about to bind again, so it gets them back within the grace
 	// period.
 	ResumeToken string `json:"resume_token,omitempty"`
+	// Link numbers this session among the client's simultaneous links
+	// (0 for the first, and for clients that keep one). Two sessions of
+	// one client with different links serve its names side by side; the
+	// same link again is a reconnect and takes the names over.
+	Link int `json:"link,omitempty"`
 }
 
 // Welcome accepts a session.
@@ -229,6 +237,16 @@ type Notice struct {
 	Final   bool   `json:"final"`
 }
 
+// GoAway asks the client to open a session to another server now and let
+// this one drain: the server stops within DeadlineMillis, finishing the
+// requests in flight, and then closes the session with a shutdown notice.
+// A client that does not know the message skips it and is disconnected at
+// the end, as before.
+type GoAway struct {
+	Reason         string `json:"reason"`
+	DeadlineMillis int64  `json:"deadline_ms"`
+}
+
 func (*Hello) Type() MsgType   { return TypeHello }
 func (*Welcome) Type() MsgType { return TypeWelcome }
 func (*Bind) Type() MsgType    { return TypeBind }
@@ -239,6 +257,7 @@ func (*Ping) Type() MsgType    { return TypePing }
 func (*Pong) Type() MsgType    { return TypePong }
 func (*Notice) Type() MsgType  { return TypeNotice }
 func (*Health) Type() MsgType  { return TypeHealth }
+func (*GoAway) Type() MsgType  { return TypeGoAway }
 
 // newMessage returns an empty message of type t, or nil for an unknown type.
 func newMessage(t MsgType) Message {
@@ -263,6 +282,8 @@ func newMessage(t MsgType) Message {
 		return &Notice{}
 	case TypeHealth:
 		return &Health{}
+	case TypeGoAway:
+		return &GoAway{}
 	}
 	return nil
 }

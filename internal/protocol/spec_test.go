@@ -80,6 +80,7 @@ func constPins() map[string]pin {
 		"TypePong":    {"Message types", hex(TypePong), "pong"},
 		"TypeNotice":  {"Message types", hex(TypeNotice), "notice"},
 		"TypeHealth":  {"Message types", hex(TypeHealth), "health"},
+		"TypeGoAway":  {"Message types", hex(TypeGoAway), "go_away"},
 
 		// The second column is whether the server sends the code as final.
 		"CodeUnsupportedVersion": {"Error codes", string(CodeUnsupportedVersion), "final"},

@@ -81,8 +81,9 @@ func (s *Server) leaveUser(ss *session) {
 // at a time, so an older one is a connection that died without either side
 // noticing yet; requests sent on it would hang until the heartbeat gives
 // up, so they fail at once instead and the new session takes the names.
+// A client with several links has one session per link (goaway.go).
 func (s *Server) closeStale(ss *session) {
-	for _, o := range s.sessionsWhere(func(o *session) bool { return o != ss && o.owner == ss.owner }) {
+	for _, o := range s.sessionsWhere(func(o *session) bool { return o != ss && o.owner == ss.owner && o.link == ss.link }) {
 		o.log.Info("replaced by a newer session of the same client")
 		o.mux.Close()
 	}

@@ -126,7 +126,7 @@ func (s *Server) proxyRequest(t *tunnel, w http.ResponseWriter, r *http.Request)
 	}
 	rec := &httpfwd.Recorder{ResponseWriter: httpfwd.Duplex(w, r)}
 	t.requests.Add(1)
-	if t.route != nil && t.route.pool {
+	if t.route != nil && t.route.spread() {
 		// Keep the visitor's request so a failed attempt can be retried
 		// on another member as it arrived.
 		r = r.WithContext(context.WithValue(r.Context(), originalKey{}, r))
@@ -236,7 +236,7 @@ type retriedKey struct{}
 // tunnelResponse applies t's response rules, and takes a pool member whose
 // local app refuses connections out of rotation at once.
 func (s *Server) tunnelResponse(t *tunnel, resp *http.Response) error {
-	if t.route != nil && t.route.pool && resp.StatusCode == http.StatusBadGateway &&
+	if t.route != nil && t.route.spread() && resp.StatusCode == http.StatusBadGateway &&
 		resp.Header.Get("X-Porthole-Error") == "local_app_error" {
 		t.markDown()
 		resp.Body.Close()
@@ -250,7 +250,7 @@ func (s *Server) tunnelResponse(t *tunnel, resp *http.Response) error {
 // retryOnPool sends a failed idempotent request once more, to another
 // member of t's pool. It reports whether it did.
 func (s *Server) retryOnPool(t *tunnel, w http.ResponseWriter, r *http.Request) bool {
-	if t.route == nil || !t.route.pool || r.Context().Value(retriedKey{}) != nil {
+	if t.route == nil || !t.route.spread() || r.Context().Value(retriedKey{}) != nil {
 		return false
 	}
 	orig, _ := r.Context().Value(originalKey{}).(*http.Request)
@@ -293,7 +293,7 @@ func modifyResponse(resp *http.Response) error {
 func (s *Server) proxyError(t *tunnel, w http.ResponseWriter, r *http.Request, err error) {
 	var away *clientAwayError
 	var full *streamLimitError
-	if t.route != nil && t.route.pool && !errors.Is(r.Context().Err(), context.Canceled) {
+	if t.route != nil && t.route.spread() && !errors.Is(r.Context().Err(), context.Canceled) {
 		if !errors.Is(err, errMemberRefused) {
 			t.markDown()
 		}
@@ -313,7 +313,7 @@ func (s *Server) proxyError(t *tunnel, w http.ResponseWriter, r *http.Request, e
 		// The visitor left; nobody reads this answer.
 		w.WriteHeader(499)
 	case errors.As(err, &away), errors.Is(err, transport.ErrSessionShutdown):
-		if t.route != nil && t.route.pool && slices.ContainsFunc(t.route.list(), func(m *tunnel) bool { return m != t }) {
+		if t.route != nil && t.route.spread() && slices.ContainsFunc(t.route.list(), func(m *tunnel) bool { return m != t }) {
 			// The pool serves on; only this member went away.
 			s.page(w, r, http.StatusBadGateway, "Bad gateway",
 				fmt.Sprintf("The member of the pool serving %s that took this request went away.", t.hostname),

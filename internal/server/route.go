@@ -24,6 +24,8 @@ type route struct {
 	mu      sync.Mutex // serializes membership changes
 	members atomic.Pointer[[]*tunnel]
 	next    atomic.Uint64
+	// linked is set once a second link of the owner joined (goaway.go).
+	linked atomic.Bool
 }
 
 func newRoute(key string, pool *protocol.Pool, acc *access) *route {
@@ -129,7 +131,7 @@ func (t *tunnel) usable(now int64) bool {
 
 // markDown takes t out of its pool's rotation for a while.
 func (t *tunnel) markDown() {
-	if t.route != nil && t.route.pool {
+	if t.route != nil && t.route.spread() {
 		t.downUntil.Store(time.Now().Add(memberDownFor).UnixNano())
 	}
 }
@@ -170,6 +172,11 @@ func (s *Server) claim(ss *session, t *tunnel, key string, pool *protocol.Pool) 
 			return protocol.Err(takenCode(key), true, "%s is in use by another user's pool", displayKey(key))
 		}
 		return protocol.Err(takenCode(key), true, "%s is served by a pool; bind it with --pool", displayKey(key))
+	}
+	if had {
+		if ok, err := s.joinLink(ss, t, old.Owner, oldRoute); ok {
+			return err
+		}
 	}
 	var prev *tunnel
 	if oldRoute != nil {

@@ -313,6 +313,9 @@ func (s *Server) Shutdown() error {
 
 	dctx, cancel := context.WithTimeout(context.Background(), s.cfg.HTTP.ShutdownTimeout.D())
 	defer cancel()
+	// Clients hear first, so those with another server move there while
+	// this one drains; the sessions stay up until the notice below.
+	s.goAway(s.cfg.HTTP.ShutdownTimeout.D() + 2*time.Second)
 	// Stop taking new clients first, then drain visitors; sessions stay up
 	// until their in-flight requests finish.
 	_ = s.tunnelSrv.Close()

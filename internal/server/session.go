@@ -38,6 +38,12 @@ type session struct {
 	ctrlc net.Conn
 	w     *protocol.Writer
 	owner registry.Owner
+	// link is the client's Hello.Link: sessions of one owner with
+	// different links serve its names side by side (goaway.go).
+	link int
+	// wentAway is set once the client is sent a go_away, and closed
+	// when it is written (goaway.go).
+	wentAway chan struct{}
 
 	// lim are this session's effective limits, fixed at connect time;
 	// user is state shared with the user's other sessions.
@@ -107,6 +113,10 @@ func (ss *session) run() {
 			"client speaks protocol version %d, this server speaks %d: upgrade porthole on the side that is older", hello.Version, protocol.Version))
 		return
 	}
+	if err := checkLink(hello.Link); err != nil {
+		ss.sendFinal(err)
+		return
+	}
 	resume := hello.ResumeToken
 	var welcomeToken string
 	if len(resume) < 16 {
@@ -119,6 +129,7 @@ func (ss *session) run() {
 	// Written under the server's lock: other sessions read it there.
 	ss.srv.mu.Lock()
 	ss.owner = registry.Owner{User: ss.ident.User, Client: hex.EncodeToString(sum[:16])}
+	ss.link = hello.Link
 	ss.srv.mu.Unlock()
 	ss.srv.closeStale(ss)
 	if err := ss.srv.joinUser(ss); err != nil {
@@ -254,6 +265,7 @@ func (ss *session) sendFinal(e *protocol.Error) {
 
 // notifyAndClose tells the client why its session ends, then ends it.
 func (ss *session) notifyAndClose(n *protocol.Notice) {
+	ss.waitGoAway()
 	ss.mu.Lock()
 	if n.Final {
 		ss.final = true

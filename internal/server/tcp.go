@@ -171,7 +171,7 @@ func (p *tcpPorts) accept(port int, ln net.Listener) {
 func (p *tcpPorts) forward(t *tunnel, c net.Conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	st, err := t.openStream(ctx, c.RemoteAddr().String(), c.LocalAddr().String())
-	if err != nil && t.route != nil && t.route.pool {
+	if err != nil && t.route != nil && t.route.spread() {
 		// A pool member that cannot take the connection: try another.
 		t.markDown()
 		if other := t.route.pick(t); other != nil {
