@@ -17,6 +17,8 @@ import (
 
 	"github.com/caddyserver/certmagic"
 	"github.com/mholt/acmez/v3"
+
+	"github.com/porthole/porthole/internal/logging"
 )
 
 // DomainChecker vouches for custom domains. The identity layer, which
@@ -55,7 +57,7 @@ type acmeCerts struct {
 
 func newACME(cfg *ACMEConfig, o *Options, st *counters) (*acmeCerts, error) {
 	a := &acmeCerts{domain: o.Domain, log: o.Logger, stats: st, checker: o.Checker, names: map[string]bool{}}
-	zl := zapToSlog(o.Logger)
+	zl := logging.Zap(o.Logger, "certmagic")
 	var roots *x509.CertPool
 	if cfg.CARoot != "" {
 		pem, err := os.ReadFile(cfg.CARoot)

@@ -6,15 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"go.uber.org/zap"
 )
-
-var zapString = zap.String
 
 // fakeDomains is a fixed set of verified names that records every
 // question.
@@ -169,21 +164,5 @@ func TestFilesWithOnDemand(t *testing.T) {
 	// TLS-ALPN-01 stays possible next to the file certificate.
 	if protos := m.TLSConfig().NextProtos; len(protos) != 1 || protos[0] != "acme-tls/1" {
 		t.Errorf("NextProtos %v, want acme-tls/1", protos)
-	}
-}
-
-func TestZapToSlog(t *testing.T) {
-	var buf syncBuffer
-	zl := zapToSlog(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})))
-	zl.Named("obtain").Info("chatty step")
-	zl.Named("obtain").With(zapString("identifier", "a.example")).Warn("could not get certificate", zapString("error", "boom"))
-	out := buf.String()
-	if strings.Contains(out, "chatty step") {
-		t.Errorf("certmagic's info lines should be debug here:\n%s", out)
-	}
-	for _, want := range []string{"level=WARN", `msg="could not get certificate"`, "certmagic=obtain", "identifier=a.example", "error=boom"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("log lacks %s:\n%s", want, out)
-		}
 	}
 }

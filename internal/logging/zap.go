@@ -1,4 +1,4 @@
-package certs
+package logging
 
 import (
 	"context"
@@ -10,15 +10,17 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// zapToSlog returns a zap logger (what certmagic logs to) that writes to
-// log. certmagic narrates every step at info level; that goes to debug
-// here, and this package logs one info line per certificate event itself.
-func zapToSlog(log *slog.Logger) *zap.Logger {
-	return zap.New(&slogCore{h: log.Handler()})
+// Zap returns a zap logger (what certmagic and the cluster link log to)
+// that writes to log, naming its sub-loggers under the attribute key
+// component. Their info lines narrate every step; they go to debug here,
+// and the callers log the events that matter themselves.
+func Zap(log *slog.Logger, component string) *zap.Logger {
+	return zap.New(&slogCore{h: log.Handler(), key: component})
 }
 
 type slogCore struct {
 	h     slog.Handler
+	key   string
 	attrs []slog.Attr
 }
 
@@ -38,7 +40,7 @@ func (c *slogCore) Enabled(l zapcore.Level) bool {
 }
 
 func (c *slogCore) With(fields []zapcore.Field) zapcore.Core {
-	return &slogCore{h: c.h, attrs: append(append([]slog.Attr(nil), c.attrs...), fieldAttrs(fields)...)}
+	return &slogCore{h: c.h, key: c.key, attrs: append(append([]slog.Attr(nil), c.attrs...), fieldAttrs(fields)...)}
 }
 
 func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
@@ -51,7 +53,7 @@ func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.Che
 func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	r := slog.NewRecord(e.Time, slogLevel(e.Level), e.Message, 0)
 	if e.LoggerName != "" {
-		r.AddAttrs(slog.String("certmagic", strings.TrimPrefix(e.LoggerName, ".")))
+		r.AddAttrs(slog.String(c.key, strings.TrimPrefix(e.LoggerName, ".")))
 	}
 	r.AddAttrs(c.attrs...)
 	r.AddAttrs(fieldAttrs(fields)...)
