@@ -74,7 +74,7 @@ func adminCmd(g *globalFlags) *cobra.Command {
 	pf.StringVar(&e.cfgFile, "config", "", "the server's TOML configuration file")
 	pf.StringVar(&e.cfg.DataDir, "data-dir", e.cfg.DataDir, "the server's state directory")
 	pf.StringVar(&e.cfg.Database, "database", e.cfg.Database, "sqlite:PATH or postgres://...; overrides the SQLite file in --data-dir")
-	cmd.AddCommand(adminUsersCmd(e), adminKeysCmd(e), adminTokensCmd(e), adminReserveCmd(e), adminUnreserveCmd(e), adminReservationsCmd(e), adminDomainsCmd(e), adminCertsCmd(e))
+	cmd.AddCommand(adminUsersCmd(e), adminKeysCmd(e), adminTokensCmd(e), adminReserveCmd(e), adminUnreserveCmd(e), adminReservationsCmd(e), adminDomainsCmd(e), adminCertsCmd(e), adminNodesCmd(e))
 	return cmd
 }
 

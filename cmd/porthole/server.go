@@ -68,5 +68,9 @@ func serverCmd(g *globalFlags) *cobra.Command {
 	f.Var(&cfg.HTTP.ShutdownTimeout, "shutdown-timeout", "how long in-flight requests may drain on SIGINT/SIGTERM")
 	f.Var(&cfg.Tunnel.GracePeriod, "grace-period", "how long a disconnected client's names are kept for it")
 	f.StringVar(&cfg.AdminToken, "admin-token", cfg.AdminToken, "bearer token for the admin JSON API (off when empty)")
+	f.StringVar(&cfg.Cluster.Addr, "cluster-addr", cfg.Cluster.Addr, "listener for node-to-node traffic; with a postgres:// --database this server becomes a node of the cluster that shares it (empty: a single server)")
+	f.StringVar(&cfg.Cluster.Advertise, "cluster-advertise", cfg.Cluster.Advertise, "HOST:PORT where the other nodes reach this node (default: --cluster-addr)")
+	f.StringVar(&cfg.Cluster.SecretFile, "cluster-secret-file", cfg.Cluster.SecretFile, "file with the secret the nodes share (at least 16 bytes); required with --cluster-addr")
+	f.StringVar(&cfg.Cluster.NodeName, "node-name", cfg.Cluster.NodeName, "this node's name in logs, metrics and admin nodes (default: host name and cluster port)")
 	return cmd
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/porthole/porthole/internal/auth"
 	"github.com/porthole/porthole/internal/certs"
+	"github.com/porthole/porthole/internal/cluster"
+	"github.com/porthole/porthole/internal/cluster/link"
 	"github.com/porthole/porthole/internal/server"
 	"github.com/porthole/porthole/internal/store"
 )
@@ -27,7 +30,10 @@ func serverDeps(ctx context.Context, cfg *server.Config, log *slog.Logger) (serv
 		policy *auth.Policy
 	)
 	closeAll := func() {}
-	if !cfg.NoAuth {
+	clustered := cfg.Cluster.Addr != ""
+	if !cfg.NoAuth || clustered {
+		// A cluster node opens the store with --no-auth too: opening it
+		// creates the cluster's tables.
 		dbURL, err := cfg.DatabaseURL()
 		if err != nil {
 			return deps, nil, err
@@ -36,15 +42,30 @@ func serverDeps(ctx context.Context, cfg *server.Config, log *slog.Logger) (serv
 		if err != nil {
 			return deps, nil, err
 		}
+		closeAll = func() { st.Close() }
+		deps.Ready = st.Ping
+		log.Info("store opened", "backend", st.Backend())
+	}
+	if !cfg.NoAuth {
 		svc, err := auth.New(cfg.Auth, auth.Options{Store: st, DataDir: cfg.DataDir, Logger: log})
 		if err != nil {
-			st.Close()
+			closeAll()
 			return deps, nil, err
 		}
 		policy = auth.NewPolicy(cfg.Auth, auth.PolicyOptions{Store: st, Logger: log})
-		deps.Auth, deps.Policy, deps.Ready = svc, policy, st.Ping
-		closeAll = func() { st.Close() }
-		log.Info("user store opened", "backend", st.Backend())
+		deps.Auth, deps.Policy = svc, policy
+	}
+	if clustered {
+		cd, err := joinCluster(ctx, cfg, log)
+		if err != nil {
+			closeAll()
+			return deps, nil, err
+		}
+		deps.Cluster = cd
+		closeStore := closeAll
+		// The server leaves the cluster when it stops; this covers a
+		// start that fails before.
+		closeAll = func() { cd.Node.Close(); closeStore() }
 	}
 	// SIGHUP re-reads the certificate files (they are also polled).
 	hup := make(chan os.Signal, 1)
@@ -65,6 +86,34 @@ func serverDeps(ctx context.Context, cfg *server.Config, log *slog.Logger) (serv
 		ts.Close()
 		closeAll()
 	}, nil
+}
+
+// joinCluster reads the shared secret and makes this server a node of
+// the cluster in its database.
+func joinCluster(ctx context.Context, cfg *server.Config, log *slog.Logger) (*server.ClusterDeps, error) {
+	secret, err := os.ReadFile(cfg.Cluster.SecretFile)
+	if err != nil {
+		return nil, fmt.Errorf("cluster secret: %w", err)
+	}
+	secret = bytes.TrimSpace(secret)
+	if err := link.ValidateSecret(secret); err != nil {
+		return nil, fmt.Errorf("cluster secret %s: %w", cfg.Cluster.SecretFile, err)
+	}
+	dbURL, err := cfg.DatabaseURL()
+	if err != nil {
+		return nil, err
+	}
+	node, err := cluster.Join(ctx, cluster.Config{
+		DatabaseURL: dbURL,
+		Name:        cfg.Cluster.Name(),
+		Addr:        cfg.Cluster.AdvertiseAddr(),
+		Grace:       cfg.Tunnel.GracePeriod.D(),
+		Logger:      log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &server.ClusterDeps{Node: node, Secret: secret}, nil
 }
 
 // watchRevocations cuts off srv's sessions whose credential is revoked

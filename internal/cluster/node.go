@@ -317,13 +317,34 @@ func (n *Node) pollNodes(ctx context.Context) error {
 }
 
 func (n *Node) queryNodes(ctx context.Context, withTunnels bool) ([]NodeInfo, error) {
+	return queryNodes(ctx, n.pool, withTunnels)
+}
+
+// ListNodes reads the nodes of the cluster in the database at url, with
+// the names each holds, without joining it (`porthole admin nodes`).
+func ListNodes(ctx context.Context, url string) ([]NodeInfo, error) {
+	cfg, err := store.PostgresConfig(url)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cluster database %s: %w", store.Redact(url), err)
+	}
+	defer conn.Close(context.Background())
+	return queryNodes(ctx, conn, true)
+}
+
+func queryNodes(ctx context.Context, db interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, withTunnels bool) ([]NodeInfo, error) {
 	q := `SELECT name, addr, state, started_at, last_seen, lease_until, lease_until > ` + nowMS + `, 0 FROM cluster_nodes ORDER BY name`
 	if withTunnels {
 		q = `SELECT n.name, n.addr, n.state, n.started_at, n.last_seen, n.lease_until, n.lease_until > ` + nowMS + `,
 			(SELECT count(*) FROM cluster_claims c WHERE c.node = n.name AND c.held_until IS NULL)
 			FROM cluster_nodes n ORDER BY n.name`
 	}
-	rows, err := n.pool.Query(ctx, q)
+	rows, err := db.Query(ctx, q)
 	if err != nil {
 		return nil, err
 	}

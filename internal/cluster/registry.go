@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"strings"
 	"sync"
 	"time"
 
@@ -138,12 +139,37 @@ func (r *Registry[E]) Len() int {
 	return c
 }
 
+// Serving returns the number of names this node serves to connected
+// clients.
+func (r *Registry[E]) Serving() int {
+	c := 0
+	r.local.Range(func(_, _ any) bool {
+		c++
+		return true
+	})
+	return c
+}
+
 // Sweep implements registry.Registry.
 func (r *Registry[E]) Sweep() int { return r.n.sweep() }
 
 // OtherClaims implements registry.Shared.
 func (r *Registry[E]) OtherClaims(user string, except registry.Owner) (int, error) {
 	return r.n.otherClaims(user, except)
+}
+
+// Remote returns the keys starting with prefix that live clients hold
+// at other nodes, as the route map knows them.
+func (r *Registry[E]) Remote(prefix string) []string {
+	var keys []string
+	r.n.routes.Range(func(k, v any) bool {
+		rt := v.(*Route)
+		if rt.Node != r.n.cfg.Name && rt.HeldUntil.IsZero() && strings.HasPrefix(rt.Key, prefix) {
+			keys = append(keys, rt.Key)
+		}
+		return true
+	})
+	return keys
 }
 
 // HoldsAt reports whether this node serves key at generation gen, for a

@@ -263,6 +263,9 @@ func (s *Server) setupMetrics() {
 	if s.deps.Certs != nil {
 		reg.MustRegister(tlsCollector{src: s.deps.Certs})
 	}
+	if s.cluster != nil {
+		reg.MustRegister(s.cluster.m)
+	}
 	if s.cfg.Metrics.PerTunnelLabels {
 		// One series per hostname: only when the operator asks, since
 		// names are unbounded.

@@ -14,6 +14,7 @@ import (
 	"github.com/porthole/porthole/internal/limits"
 	"github.com/porthole/porthole/internal/names"
 	"github.com/porthole/porthole/internal/protocol"
+	"github.com/porthole/porthole/internal/registry"
 )
 
 func (ss *session) handleBind(b *protocol.Bind) {
@@ -44,7 +45,11 @@ func (s *Server) bind(ctx context.Context, ss *session, b *protocol.Bind) (*tunn
 		return nil, protocol.Err(protocol.CodeShuttingDown, false, "server is shutting down")
 	}
 	if max := ss.lim.MaxTunnelsPerUser; max > 0 {
-		if n := s.userTunnels(ss); n >= max && !s.takesOver(ss, b) {
+		n, err := s.userTunnels(ss)
+		if err != nil {
+			return nil, unavailableErr()
+		}
+		if n >= max && !s.takesOver(ss, b) {
 			s.hits.Hit(limits.UserTunnels, "user", ss.ident.User)
 			return nil, protocol.Err(protocol.CodeLimitExceeded, true, "tunnel limit reached: %d of %d tunnels in use", n, max)
 		}
@@ -230,16 +235,26 @@ func (s *Server) takesOver(ss *session, b *protocol.Bind) bool {
 	return false
 }
 
-func (s *Server) userTunnels(ss *session) int {
+// userTunnels counts the tunnels of ss's user: on this server, and on a
+// cluster's other nodes those of the user's other clients, so that the
+// per-user limit holds cluster-wide.
+func (s *Server) userTunnels(ss *session) (int, error) {
 	if ss.ident.User == "" {
-		return ss.tunnelCount()
+		return ss.tunnelCount(), nil
 	}
 	list := s.sessionsWhere(func(o *session) bool { return o.ident.User == ss.ident.User })
 	n := 0
 	for _, o := range list {
 		n += o.tunnelCount()
 	}
-	return n
+	if sh, ok := s.reg.(registry.Shared); ok {
+		other, err := sh.OtherClaims(ss.ident.User, ss.owner)
+		if err != nil {
+			return 0, err
+		}
+		n += other
+	}
+	return n, nil
 }
 
 // publicURLs lists host's URLs, HTTPS first when it is on.

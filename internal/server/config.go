@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -50,6 +51,79 @@ type Config struct {
 	Limits     limits.Config   `toml:"limits"`
 	Auth       auth.Config     `toml:"auth"`
 	Metrics    MetricsConfig   `toml:"metrics"`
+	Cluster    ClusterConfig   `toml:"cluster"`
+}
+
+// ClusterConfig is the [cluster] table: this server as one node of the
+// cluster that shares its PostgreSQL database (docs/cluster.md).
+type ClusterConfig struct {
+	// Addr is the listener for the other nodes; empty: a single server.
+	Addr string `toml:"addr"`
+	// Advertise is where the other nodes reach this one; default Addr.
+	Advertise string `toml:"advertise"`
+	// SecretFile holds the secret the nodes share.
+	SecretFile string `toml:"secret_file"`
+	// NodeName names the node; default the host name and cluster port.
+	NodeName string `toml:"node_name"`
+}
+
+// AdvertiseAddr is where the other nodes reach this one.
+func (c *ClusterConfig) AdvertiseAddr() string {
+	if c.Advertise != "" {
+		return c.Advertise
+	}
+	return c.Addr
+}
+
+// Name is the node's name: NodeName, or the host name and the cluster
+// port.
+func (c *ClusterConfig) Name() string {
+	if c.NodeName != "" {
+		return c.NodeName
+	}
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "node"
+	}
+	_, port, _ := net.SplitHostPort(c.Addr)
+	return host + "-" + port
+}
+
+func (c *ClusterConfig) validate(database string) []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.Addr == "" {
+		if c.Advertise != "" || c.SecretFile != "" || c.NodeName != "" {
+			bad("cluster: advertise, secret_file and node_name need cluster.addr (--cluster-addr)")
+		}
+		return errs
+	}
+	if !strings.HasPrefix(database, "postgres://") && !strings.HasPrefix(database, "postgresql://") {
+		bad("cluster.addr: a cluster shares a PostgreSQL database: set database (--database) to a postgres:// URL")
+	}
+	if c.SecretFile == "" {
+		bad("cluster.addr needs cluster.secret_file (--cluster-secret-file): the nodes authenticate each other with it")
+	}
+	host, _, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		bad("cluster.addr: %q is not HOST:PORT (%v)", c.Addr, err)
+	}
+	if c.Advertise != "" {
+		h, p, err := net.SplitHostPort(c.Advertise)
+		if err != nil || h == "" || p == "0" {
+			bad("cluster.advertise: %q is not a HOST:PORT other nodes can dial", c.Advertise)
+		}
+	} else if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		bad("cluster.addr %q listens on every address: set cluster.advertise (--cluster-advertise) to the HOST:PORT other nodes dial", c.Addr)
+	} else if _, p, _ := net.SplitHostPort(c.Addr); p == "0" {
+		bad("cluster.addr %q has no fixed port: other nodes could not dial it; set cluster.advertise", c.Addr)
+	}
+	if c.NodeName != "" {
+		if err := names.ValidateLabel(strings.ToLower(c.NodeName)); err != nil {
+			bad("cluster.node_name: %v", err)
+		}
+	}
+	return errs
 }
 
 // SubdomainConfig chooses how tunnels are named.
@@ -280,6 +354,7 @@ func (c *Config) Validate() error {
 	if err := c.Auth.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, c.Cluster.validate(c.Database)...)
 	return errors.Join(errs...)
 }
 

@@ -12,8 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/porthole/porthole/internal/cluster/link"
 	"github.com/porthole/porthole/internal/httpfwd"
 	"github.com/porthole/porthole/internal/limits"
+	"github.com/porthole/porthole/internal/registry"
 	"github.com/porthole/porthole/internal/transport"
 )
 
@@ -23,12 +25,28 @@ func (s *Server) servePublic(w http.ResponseWriter, r *http.Request) {
 	c, ok := s.reg.Lookup(host)
 	if !ok {
 		s.stats.countRequest(http.StatusNotFound)
-		s.page(w, r, http.StatusNotFound, "Tunnel not found",
-			fmt.Sprintf("No tunnel is serving %s right now.", host),
-			"Check the address, or start a tunnel for it with porthole.", "tunnel_not_found")
+		s.notFound(w, r, host)
 		return
 	}
+	s.serveClaim(w, r, host, c)
+}
+
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request, host string) {
+	s.page(w, r, http.StatusNotFound, "Tunnel not found",
+		fmt.Sprintf("No tunnel is serving %s right now.", host),
+		"Check the address, or start a tunnel for it with porthole.", "tunnel_not_found")
+}
+
+// serveClaim serves a visitor's request for host, which c holds: through
+// a tunnel of this server, or by the node of the cluster that holds it.
+func (s *Server) serveClaim(w http.ResponseWriter, r *http.Request, host string, c *registry.Claim[*route]) {
 	rt := c.Endpoint
+	if rt == nil && c.NodeAddr != "" && s.cluster != nil {
+		if _, again := link.Forwarded(r); !again {
+			s.forwardHTTP(w, r, host, c)
+			return
+		}
+	}
 	var t *tunnel
 	if rt != nil {
 		t = rt.pick(nil)

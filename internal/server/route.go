@@ -221,6 +221,9 @@ func (s *Server) unclaim(t *tunnel, grace time.Duration) {
 }
 
 func takenErr(key string, err error, by string) error {
+	if errors.Is(err, registry.ErrUnavailable) {
+		return unavailableErr()
+	}
 	if errors.Is(err, registry.ErrTaken) {
 		if port, ok := tcpPort(key); ok {
 			return protocol.Err(protocol.CodePortUnavailable, true, "port %d is in use by %s", port, by)
@@ -228,6 +231,14 @@ func takenErr(key string, err error, by string) error {
 		return protocol.Err(protocol.CodeNameTaken, true, "%s is in use by %s", key, by)
 	}
 	return err
+}
+
+// unavailableErr is the client's error while the cluster's database
+// cannot be reached: retryable, as binds work again once it is back.
+func unavailableErr() error {
+	e := protocol.Err(protocol.CodeInternal, false, "%v; names already bound keep serving; retrying", registry.ErrUnavailable)
+	e.RetryAfterMillis = 2_000
+	return e
 }
 
 func displayKey(key string) string {

@@ -43,6 +43,9 @@ type Deps struct {
 	Now func() time.Time
 	// Version is reported to clients.
 	Version string
+	// Cluster, when set, makes the server a node of a cluster; it
+	// requires Config.Cluster.Addr.
+	Cluster *ClusterDeps
 }
 
 // Server is a running porthole server. Create it with New, open its
@@ -89,6 +92,8 @@ type Server struct {
 	lnHTTPS                         net.Listener
 	httpPort, httpsPort             int
 	tcp                             *tcpPorts
+	// cluster is set on a node of a cluster.
+	cluster *clusterSide
 
 	// errLog takes net/http's and httputil's own messages into the
 	// process log, at debug level.
@@ -172,6 +177,14 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	budget.OnWait = func() { s.hits.Hit(limits.BufferBudget, "budget_bytes", cfg.Tunnel.BufferBudget) }
 	s.errLog = slog.NewLogLogger(deps.Logger.Handler(), slog.LevelDebug)
 	s.tcp = newTCPPorts(s, lo, hi)
+	if (deps.Cluster != nil) != (cfg.Cluster.Addr != "") {
+		return nil, errors.New("server: a cluster node needs both cluster.addr and Deps.Cluster")
+	}
+	if deps.Cluster != nil {
+		if err := s.setupCluster(deps.Cluster); err != nil {
+			return nil, err
+		}
+	}
 	s.setupMetrics()
 	return s, nil
 }
@@ -234,8 +247,16 @@ func (s *Server) Start() (err error) {
 		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: s.errLog}
 		go serve(s.admin, s.lnAdmin)
 	}
+	if s.cluster != nil {
+		if err := s.startCluster(); err != nil {
+			return err
+		}
+	}
 	s.sweepStop = make(chan struct{})
 	go s.sweepLoop(s.sweepStop)
+	if s.cluster != nil {
+		go s.clusterLoop(s.sweepStop)
+	}
 	s.started.Store(true)
 	s.log.Info("server started",
 		"domain", s.cfg.Domain,
@@ -244,6 +265,7 @@ func (s *Server) Start() (err error) {
 		"tunnel", s.lnTunnel.Addr().String(),
 		"tunnel_tls", s.deps.TLS != nil,
 		"admin", addrString(s.lnAdmin),
+		"cluster", addrString(s.clusterListener()),
 		"auth", !s.cfg.NoAuth)
 	if s.cfg.NoAuth {
 		s.log.Warn("authentication is off (--no-auth): anyone who reaches the tunnel listener can open tunnels; use this for development only")
@@ -316,6 +338,7 @@ func (s *Server) Shutdown() error {
 	// Clients hear first, so those with another server move there while
 	// this one drains; the sessions stay up until the notice below.
 	s.goAway(s.cfg.HTTP.ShutdownTimeout.D() + 2*time.Second)
+	s.waitNamesMoved(dctx)
 	// Stop taking new clients first, then drain visitors; sessions stay up
 	// until their in-flight requests finish.
 	_ = s.tunnelSrv.Close()
@@ -347,6 +370,7 @@ func (s *Server) Shutdown() error {
 	for _, ss := range sessions {
 		ss.wait(2 * time.Second)
 	}
+	s.leaveCluster(dctx)
 	if s.admin != nil {
 		_ = s.admin.Shutdown(dctx)
 	}
@@ -355,7 +379,7 @@ func (s *Server) Shutdown() error {
 }
 
 func (s *Server) closeListeners() {
-	for _, l := range []net.Listener{s.lnPublic, s.lnTunnel, s.lnAdmin, s.lnHTTPS} {
+	for _, l := range []net.Listener{s.lnPublic, s.lnTunnel, s.lnAdmin, s.lnHTTPS, s.clusterListener()} {
 		if l != nil {
 			l.Close()
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/porthole/porthole/internal/limits"
 	"github.com/porthole/porthole/internal/protocol"
+	"github.com/porthole/porthole/internal/registry"
 	"github.com/porthole/porthole/internal/transport"
 )
 
@@ -98,16 +100,9 @@ func (p *tcpPorts) claim(ss *session, t *tunnel, port int, pool *protocol.Pool) 
 		p.s.unclaim(t, 0)
 		return protocol.Err(protocol.CodeShuttingDown, false, "server is shutting down")
 	}
-	if _, ok := p.listeners[port]; !ok {
-		host, _, _ := net.SplitHostPort(p.s.cfg.HTTPAddr)
-		ln, err := listen(net.JoinHostPort(host, strconv.Itoa(port)), p.s.cfg.HTTP.KeepAlive.D())
-		if err != nil {
-			p.s.unclaim(t, 0)
-			return protocol.Err(protocol.CodePortUnavailable, true, "port %d is not available on the server: %v", port, errors.Unwrap(err))
-		}
-		ln = p.s.proxyHeaders(ln)
-		p.listeners[port] = ln
-		go p.accept(port, ln)
+	if err := p.listenLocked(port); err != nil {
+		p.s.unclaim(t, 0)
+		return protocol.Err(protocol.CodePortUnavailable, true, "port %d is not available on the server: %v", port, errors.Unwrap(err))
 	}
 	t.key, t.port = key, port
 	t.urls = []string{fmt.Sprintf("tcp://%s:%d", p.s.cfg.Domain, port)}
@@ -133,18 +128,23 @@ func (p *tcpPorts) accept(port int, ln net.Listener) {
 		}
 		backoff = 0
 		claim, ok := p.s.reg.Lookup(key)
-		if !ok || claim.Endpoint == nil {
-			// Held for a reconnecting client: nobody to forward to.
+		if !ok {
 			c.Close()
 			continue
 		}
-		ip := remoteIP(c.RemoteAddr().String())
-		if claim.Endpoint.access.denies(ip) {
-			c.Close()
+		if claim.Endpoint == nil && claim.NodeAddr != "" && p.s.cluster != nil {
+			// Held at another node of the cluster: pass the connection on.
+			vc, r := p.s.admitVisitor(c)
+			if r != nil {
+				c.Close()
+				continue
+			}
+			go p.forwardToNode(vc, port, claim)
 			continue
 		}
-		t := claim.Endpoint.pick(nil)
+		t := p.pickFor(claim, remoteIP(c.RemoteAddr().String()))
 		if t == nil {
+			// Held for a reconnecting client, or refused by its rules.
 			c.Close()
 			continue
 		}
@@ -153,19 +153,50 @@ func (p *tcpPorts) accept(port int, ln net.Listener) {
 			c.Close()
 			continue
 		}
-		if t.maxConns > 0 && t.inflight.Add(1) > t.maxConns {
-			t.inflight.Add(-1)
-			p.s.hits.Hit(limits.TunnelConnections, "port", port, "user", t.sess.ident.User)
-			vc.Close()
-			continue
-		}
-		go func() {
-			p.forward(t, vc)
-			if t.maxConns > 0 {
-				t.inflight.Add(-1)
-			}
-		}()
+		go p.serve(t, vc)
 	}
+}
+
+// listenLocked opens the public listener of port unless it is open; p.mu
+// is held.
+func (p *tcpPorts) listenLocked(port int) error {
+	if _, ok := p.listeners[port]; ok {
+		return nil
+	}
+	host, _, _ := net.SplitHostPort(p.s.cfg.HTTPAddr)
+	ln, err := listen(net.JoinHostPort(host, strconv.Itoa(port)), p.s.cfg.HTTP.KeepAlive.D())
+	if err != nil {
+		return err
+	}
+	ln = p.s.proxyHeaders(ln)
+	p.listeners[port] = ln
+	go p.accept(port, ln)
+	return nil
+}
+
+// pickFor returns the tunnel that takes a visitor from ip on claim's
+// port, or nil when nobody does (the client is away, or the tunnel's
+// access rules refuse ip).
+func (p *tcpPorts) pickFor(claim *registry.Claim[*route], ip netip.Addr) *tunnel {
+	if claim.Endpoint == nil || claim.Endpoint.access.denies(ip) {
+		return nil
+	}
+	return claim.Endpoint.pick(nil)
+}
+
+// serve pipes c through t, within t's limit on connections at once; it
+// returns when the connection ends.
+func (p *tcpPorts) serve(t *tunnel, c net.Conn) {
+	if t.maxConns > 0 {
+		if t.inflight.Add(1) > t.maxConns {
+			t.inflight.Add(-1)
+			p.s.hits.Hit(limits.TunnelConnections, "port", t.port, "user", t.sess.ident.User)
+			c.Close()
+			return
+		}
+		defer t.inflight.Add(-1)
+	}
+	p.forward(t, c)
 }
 
 func (p *tcpPorts) forward(t *tunnel, c net.Conn) {
@@ -208,7 +239,9 @@ func (p *tcpPorts) closeIfFree(port int) {
 	// bind in between cannot lose its listener.
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if c, ok := p.s.reg.Lookup(tcpKey(port)); ok && c.Active() {
+	if c, ok := p.s.reg.Lookup(tcpKey(port)); ok && (c.Active() || c.NodeAddr != "") {
+		// Served here, or at another node whose visitors this node
+		// passes on.
 		return
 	}
 	if ln, ok := p.listeners[port]; ok {
