@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +12,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/coder/websocket"
 )
 
 // target is what a load phase talks to: the app directly, or the tunnel's
@@ -162,6 +166,79 @@ func runLoad(t target, conns, size int, warmup, dur time.Duration, atStart, atEn
 	out.elapsed = last.Sub(measure)
 	slices.Sort(out.lat)
 	return out
+}
+
+// maxEchoSize bounds -ws-size (the app's read limit is 1 MiB).
+const maxEchoSize = 1 << 20
+
+// runEcho opens one WebSocket to t's /ws (the app's echo) and sends
+// size-byte binary messages on it, each when the echo of the previous one
+// has arrived, for warmup then dur. Each counted sample is the time from
+// handing a message to the WebSocket to having its whole echo back, and
+// the echo must match what was sent. atStart and atEnd run when the
+// measured time starts and ends. Any failure ends the phase: a broken
+// WebSocket has nothing more to measure.
+func runEcho(t target, size int, warmup, dur time.Duration, atStart, atEnd func()) (loadResult, error) {
+	tr := newTransport(t, 1)
+	defer tr.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(context.Background(), warmup+dur+30*time.Second)
+	defer cancel()
+	c, resp, err := websocket.Dial(ctx, t.url+"/ws", &websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
+	if err != nil {
+		if resp != nil {
+			err = fmt.Errorf("%w (status %s)", err, resp.Status)
+		}
+		return loadResult{}, fmt.Errorf("websocket to %s: %w", t.name, err)
+	}
+	defer c.CloseNow()
+	c.SetReadLimit(int64(size) + 1)
+	msg := make([]byte, size)
+	for i := range msg {
+		msg[i] = pattern[i%len(pattern)]
+	}
+
+	start := time.Now()
+	measure := start.Add(warmup)
+	end := measure.Add(dur)
+	lat := make([]time.Duration, 0, 1<<16)
+	var last time.Time
+	started := false
+	for {
+		t0 := time.Now()
+		if t0.After(end) {
+			break
+		}
+		if !started && !t0.Before(measure) {
+			started = true
+			if atStart != nil {
+				atStart()
+			}
+		}
+		if err := c.Write(ctx, websocket.MessageBinary, msg); err != nil {
+			return loadResult{}, fmt.Errorf("websocket to %s: write: %w", t.name, err)
+		}
+		typ, b, err := c.Read(ctx)
+		t1 := time.Now()
+		if err != nil {
+			return loadResult{}, fmt.Errorf("websocket to %s: read: %w", t.name, err)
+		}
+		if typ != websocket.MessageBinary || !bytes.Equal(b, msg) {
+			return loadResult{}, fmt.Errorf("websocket to %s: echo of %d bytes came back different: %d bytes of type %v", t.name, size, len(b), typ)
+		}
+		if started {
+			lat = append(lat, t1.Sub(t0))
+			last = t1
+		}
+	}
+	if started && atEnd != nil {
+		atEnd()
+	}
+	if !started {
+		return loadResult{}, errors.New("websocket: no message left after the warm-up")
+	}
+	c.Close(websocket.StatusNormalClosure, "")
+	slices.Sort(lat)
+	return loadResult{requests: len(lat), elapsed: last.Sub(measure), lat: lat}, nil
 }
 
 // transferResult is one large download or upload.

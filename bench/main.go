@@ -4,10 +4,14 @@
 //   - requests/s and p50/p99 latency of a small response at many
 //     connections and at one connection;
 //   - MB/s of one large download and one large upload, streamed;
+//   - p50/p99 round trip of a small WebSocket echo (phase ws);
+//   - requests/s with server and client at GOMAXPROCS=2 against
+//     GOMAXPROCS=1, in the same run (phase procs);
 //   - CPU seconds per request in server plus client, from /proc;
 //   - RSS of server and client, idle and under load;
 //   - server RSS per idle tunnel (many tunnels in one client) and per idle
-//     client session (many sessions against one server).
+//     client session (many sessions against one server), and the server's
+//     total RSS with those sessions.
 //
 // The server and client are the real porthole binary, each its own
 // process; the local app is this program re-run as a child process, and the
@@ -43,6 +47,7 @@ type options struct {
 	warmup     time.Duration
 	conns      int
 	size       int
+	wsSize     int
 	transfer   byteSize
 	tunnels    int
 	sessions   int
@@ -86,12 +91,13 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured time before each requests/s phase")
 	flag.IntVar(&o.conns, "conns", 64, "connections of the concurrent requests/s phase (the other phase uses 1)")
 	flag.IntVar(&o.size, "size", 1024, "response size in bytes of the requests/s phases")
+	flag.IntVar(&o.wsSize, "ws-size", 64, "message size in bytes of the WebSocket echo phase (ws)")
 	flag.Var(&o.transfer, "transfer", "size of the download and of the upload (e.g. 1GiB, 256MiB)")
 	flag.IntVar(&o.tunnels, "tunnels", 1000, "idle tunnels in one client, for server RSS per tunnel")
 	flag.IntVar(&o.sessions, "sessions", 1000, "idle client sessions, for server RSS per session")
 	flag.DurationVar(&o.settle, "settle", 5*time.Second, "wait before reading idle RSS")
-	flag.IntVar(&o.rounds, "rounds", 3, "rounds of each requests/s and transfer phase, each direct then tunnel; samples are merged")
-	flag.StringVar(&o.phases, "phases", "rps,transfer,tunnels,sessions", "phases to run, comma-separated")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of each requests/s, WebSocket and transfer phase, each direct then tunnel; samples are merged")
+	flag.StringVar(&o.phases, "phases", "rps,transfer,tunnels,sessions", "phases to run, comma-separated, of rps, ws (WebSocket echo), transfer, procs (GOMAXPROCS 2 vs 1), tunnels, sessions")
 	flag.IntVar(&o.gomaxprocs, "gomaxprocs", 0, "GOMAXPROCS of every process of the run (0: Go's default, the number of CPUs)")
 	flag.StringVar(&o.logLevel, "log-level", "info", "log level of the porthole processes (info logs one line per request, as deployed)")
 	flag.StringVar(&o.profile, "profile", "", "write CPU profiles of server and client per phase, and heap profiles of the idle phases, into this directory; server and client then run as this program linked with the porthole packages, with a profiling endpoint")
@@ -142,6 +148,23 @@ func main() {
 	if o.compare != "" && o.profile != "" {
 		fmt.Fprintln(os.Stderr, "bench: -compare and -profile do not go together")
 		os.Exit(2)
+	}
+	if o.has("procs") && o.profile != "" {
+		// Profiled servers and clients take the run's environment only.
+		fmt.Fprintln(os.Stderr, "bench: -phases procs and -profile do not go together")
+		os.Exit(2)
+	}
+	if o.wsSize <= 0 || o.wsSize > maxEchoSize {
+		fmt.Fprintf(os.Stderr, "bench: -ws-size %d: want 1 to %d bytes\n", o.wsSize, maxEchoSize)
+		os.Exit(2)
+	}
+	for _, p := range strings.Split(o.phases, ",") {
+		switch strings.TrimSpace(p) {
+		case "rps", "ws", "transfer", "procs", "tunnels", "sessions":
+		default:
+			fmt.Fprintf(os.Stderr, "bench: unknown phase %q in -phases\n", p)
+			os.Exit(2)
+		}
 	}
 	raiseFileLimit()
 	if o.gomaxprocs > 0 {

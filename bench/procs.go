@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -129,6 +130,36 @@ func steadyRSS(pid int) int64 {
 		}
 	}
 	return v[len(v)/2]
+}
+
+// openFiles counts pid's open file descriptors (/proc/PID/fd); -1 if they
+// cannot be read.
+func openFiles(pid int) int {
+	e, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return -1
+	}
+	return len(e)
+}
+
+// fileLimit returns pid's soft open-file limit, from /proc/PID/limits.
+func fileLimit(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Max open files"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				if f[0] == "unlimited" {
+					return math.MaxUint64, nil
+				}
+				return strconv.ParseUint(f[0], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("no open-file limit in /proc/%d/limits", pid)
 }
 
 // idleTime returns the machine's idle plus iowait time, from /proc/stat.

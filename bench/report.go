@@ -19,8 +19,12 @@ func printReport(w io.Writer, o *options, built string, res *results) {
 	fmt.Fprintf(w, "\nporthole benchmark, %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(w, "porthole: %s\n", built)
 	fmt.Fprintf(w, "machine: %s, %d CPUs, %s, kernel %s\n", cpuModel(), runtime.NumCPU(), runtime.Version(), kernel())
-	fmt.Fprintf(w, "settings: %d rounds, each direct then tunnel; req/s phases %s measured after %s warm-up; %d B responses; %s transfers; GOMAXPROCS %s; log level %s\n\n",
+	fmt.Fprintf(w, "settings: %d rounds, each direct then tunnel; req/s phases %s measured after %s warm-up; %d B responses; %s transfers; GOMAXPROCS %s; log level %s",
 		o.rounds, o.duration, o.warmup, o.size, o.transfer.String(), procs, o.logLevel)
+	if res.ws != nil {
+		fmt.Fprintf(w, "; WebSocket echo of %d B messages, one at a time, %s per round after %s warm-up", o.wsSize, o.duration, o.warmup)
+	}
+	fmt.Fprint(w, "\n\n")
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
 	row := func(cells ...string) { fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t") }
@@ -48,6 +52,25 @@ func printReport(w io.Writer, o *options, built string, res *results) {
 		ac := perReq(p.appCPU, p.direct.requests)
 		row(fmt.Sprintf("CPU/request, %d conns (tunnel: server+client; direct: app)", p.conns), us(tc), us(ac), times(tc/ac), "", "")
 	}
+	if p := res.ws; p != nil {
+		t := p.tun[0]
+		r50 := float64(t.load.quantile(0.5)) / float64(p.direct.quantile(0.5))
+		row(fmt.Sprintf("WebSocket echo p50, %d B", o.wsSize), dur(t.load.quantile(0.5)), dur(p.direct.quantile(0.5)), times(r50), "<= 2.5x", yes(r50 <= 2.5))
+		row(fmt.Sprintf("WebSocket echo p99, %d B", o.wsSize), dur(t.load.quantile(0.99)), dur(p.direct.quantile(0.99)),
+			times(float64(t.load.quantile(0.99))/float64(p.direct.quantile(0.99))), "", "")
+		tc, ac := perReq(t.cpu, t.load.requests), perReq(p.appCPU, p.direct.requests)
+		row("CPU/echo (tunnel: server+client; direct: app)", us(tc), us(ac), times(tc/ac), "", "")
+	}
+	if p := res.procs; p != nil {
+		for i, n := range p.procs {
+			t := p.tun[i].load
+			row(fmt.Sprintf("req/s, %d conns, server+client GOMAXPROCS=%d", p.conns, n), fmt.Sprintf("%.0f", t.rate()), fmt.Sprintf("%.0f", p.direct.rate()), pct(t.rate()/p.direct.rate()), "", "")
+		}
+		a, b := p.tun[0].load, p.tun[1].load
+		rt := b.rate() / a.rate()
+		row(fmt.Sprintf("req/s, %d conns, GOMAXPROCS=%d vs %d (server+client)", p.conns, p.procs[1], p.procs[0]),
+			fmt.Sprintf("%.0f vs %.0f", b.rate(), a.rate()), "", times(rt)+" (2 vs 1)", ">= 1.7x", yes(rt >= 1.7))
+	}
 	for _, p := range res.transfers {
 		t := p.tun[0]
 		rt := t.xfer.mbps() / p.direct.mbps()
@@ -70,6 +93,12 @@ func printReport(w io.Writer, o *options, built string, res *results) {
 	}
 	if p := res.sessions; p != nil {
 		row(fmt.Sprintf("server RSS per idle session (%d sessions)", p.n), kib(p.perItem()), "", "-", "<= 32 KiB", yes(p.perItem() <= 32<<10))
+		// The total's target is set for 10,000 sessions.
+		ok := ""
+		if p.n == 10000 {
+			ok = yes(p.with <= 400<<20)
+		}
+		row(fmt.Sprintf("server RSS with %d idle sessions", p.n), mib(p.with), "", "-", "<= 400 MiB at 10000", ok)
 	}
 	tw.Flush()
 
@@ -78,17 +107,41 @@ func printReport(w io.Writer, o *options, built string, res *results) {
 		fmt.Fprintf(w, "%d conns: %d requests direct, %d through the tunnel; errors %d / %d\n",
 			p.conns, p.direct.requests, p.tun[0].load.requests, p.direct.errors, p.tun[0].load.errors)
 	}
+	if p := res.ws; p != nil {
+		fmt.Fprintf(w, "WebSocket echo: %d round trips direct, %d through the tunnel, on a new WebSocket each round\n",
+			p.direct.requests, p.tun[0].load.requests)
+	}
+	if p := res.procs; p != nil {
+		fmt.Fprintf(w, "GOMAXPROCS phase, %d conns: %d requests direct, %d at GOMAXPROCS=%d, %d at GOMAXPROCS=%d; errors %d / %d / %d\n",
+			p.conns, p.direct.requests, p.tun[0].load.requests, p.procs[0], p.tun[1].load.requests, p.procs[1],
+			p.direct.errors, p.tun[0].load.errors, p.tun[1].load.errors)
+		for i, n := range p.procs {
+			t := p.tun[i]
+			fmt.Fprintf(w, "  GOMAXPROCS=%d: p50 %s (%s direct), p99 %s (%s direct), CPU/request %s (server+client), RSS max server / client %s\n",
+				n, dur(t.load.quantile(0.5)), times(float64(t.load.quantile(0.5))/float64(p.direct.quantile(0.5))),
+				dur(t.load.quantile(0.99)), times(float64(t.load.quantile(0.99))/float64(p.direct.quantile(0.99))),
+				us(perReq(t.cpu, t.load.requests)), rssPair(t))
+		}
+	}
 	for _, p := range res.transfers {
 		t := p.tun[0]
 		fmt.Fprintf(w, "%s (all rounds): %.2f s direct, %.2f s tunnel; server+client CPU %.2f s (%.2f s per GiB)\n",
 			p.name, p.direct.elapsed.Seconds(), t.xfer.elapsed.Seconds(), t.cpu.Seconds(),
 			t.cpu.Seconds()/(float64(t.xfer.bytes)/(1<<30)))
 	}
-	if len(res.rps)+len(res.transfers) > 0 {
+	if len(res.rps)+len(res.transfers) > 0 || res.ws != nil || res.procs != nil {
 		fmt.Fprintf(w, "\nCPU during the tunnel runs, in cores (of %d): server, client, app, load generator, other processes, idle\n", runtime.NumCPU())
 	}
 	for _, p := range res.rps {
 		fmt.Fprintf(w, "  %d conns: %s\n", p.conns, p.tun[0].split)
+	}
+	if p := res.ws; p != nil {
+		fmt.Fprintf(w, "  WebSocket echo: %s\n", p.tun[0].split)
+	}
+	if p := res.procs; p != nil {
+		for i, n := range p.procs {
+			fmt.Fprintf(w, "  %d conns, server+client GOMAXPROCS=%d: %s\n", p.conns, n, p.tun[i].split)
+		}
 	}
 	for _, p := range res.transfers {
 		fmt.Fprintf(w, "  %s: %s\n", p.name, p.tun[0].split)
@@ -101,8 +154,8 @@ func printReport(w io.Writer, o *options, built string, res *results) {
 			mib(p.base), mib(p.with), p.n, mib(p.peerRSS), kib(float64(p.peerRSS)/float64(p.n)))
 	}
 	if p := res.sessions; p != nil {
-		fmt.Fprintf(w, "idle sessions: server %s -> %s with %d sessions; the process holding them %s (%s per session)\n",
-			mib(p.base), mib(p.with), p.n, mib(p.peerRSS), kib(float64(p.peerRSS)/float64(p.n)))
+		fmt.Fprintf(w, "idle sessions: server %s -> %s with %d sessions; the process holding them %s (%s per session); open files: server %d, that process %d (limit %d)\n",
+			mib(p.base), mib(p.with), p.n, mib(p.peerRSS), kib(float64(p.peerRSS)/float64(p.n)), p.serverFiles, p.peerFiles, p.fileLimit)
 	}
 	for _, x := range []struct {
 		what string
@@ -139,6 +192,14 @@ func printCompare(w io.Writer, o *options, res *results) {
 		}
 		ca, cb := perReq(p.tun[0].cpu, a.requests), perReq(p.tun[1].cpu, b.requests)
 		row(fmt.Sprintf("CPU/request, %d conns", p.conns), us(ca), us(cb), times(cb/ca), "", "")
+	}
+	if p := res.ws; p != nil {
+		a, b := p.tun[0].load, p.tun[1].load
+		for _, q := range []float64{0.5, 0.99} {
+			row(fmt.Sprintf("WebSocket echo p%.0f", q*100), dur(a.quantile(q)), dur(b.quantile(q)),
+				times(float64(b.quantile(q))/float64(a.quantile(q))),
+				times(float64(a.quantile(q))/float64(p.direct.quantile(q))), times(float64(b.quantile(q))/float64(p.direct.quantile(q))))
+		}
 	}
 	for _, p := range res.transfers {
 		a, b := p.tun[0].xfer, p.tun[1].xfer

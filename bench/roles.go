@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/porthole/porthole/internal/client"
 	"github.com/porthole/porthole/internal/logging"
 	"github.com/porthole/porthole/internal/server"
@@ -43,7 +44,8 @@ func runRole(o *options) error {
 }
 
 // runApp is the local app: GET /bytes?n=N answers N bytes, POST /upload
-// reads the body and answers how many bytes it read.
+// reads the body and answers how many bytes it read, GET /ws is a
+// WebSocket that sends every message back as it came.
 func runApp(ctx context.Context, o *options) error {
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
@@ -77,6 +79,26 @@ func runApp(ctx context.Context, o *options) error {
 			return
 		}
 		io.WriteString(w, strconv.FormatInt(n, 10))
+	})
+	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) {
+		// The tunnel's visitor comes with the tunnel's Host and no Origin;
+		// the check would refuse nothing here.
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		c.SetReadLimit(1 << 20)
+		ctx := r.Context()
+		for {
+			typ, b, err := c.Read(ctx)
+			if err != nil {
+				return
+			}
+			if err := c.Write(ctx, typ, b); err != nil {
+				return
+			}
+		}
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}

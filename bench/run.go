@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,6 +33,14 @@ type rpsPhase struct {
 	// appCPU is what the app spent during the direct runs.
 	appCPU time.Duration
 	tun    []tunnelRun
+}
+
+// procsPhase is the concurrent requests/s figure through two stacks of
+// the same build whose server and client ran with GOMAXPROCS procs[i]
+// (tun[i]).
+type procsPhase struct {
+	rpsPhase
+	procs []int
 }
 
 type transferPhase struct {
@@ -87,6 +96,10 @@ type idlePhase struct {
 	// Go's own figures for the server before and after (profile mode).
 	memBase, memWith memStats
 	haveMem          bool
+	// Open files of the server and of the peer with the n items, and the
+	// server's soft open-file limit, from /proc (sessions phase).
+	serverFiles, peerFiles int
+	fileLimit              uint64
 }
 
 func (p idlePhase) perItem() float64 { return float64(p.with-p.base) / float64(p.n) }
@@ -95,6 +108,8 @@ type results struct {
 	idleServer, idleClient, idleApp int64
 	afterServer, afterClient        int64
 	rps                             []rpsPhase
+	ws                              *rpsPhase // WebSocket echo round trips, one connection
+	procs                           *procsPhase
 	transfers                       []transferPhase
 	tunnels, sessions               *idlePhase
 }
@@ -118,10 +133,17 @@ func runBench(o *options) error {
 	direct := target{name: "direct", url: "http://" + appAddr, dial: appAddr}
 	var res results
 
-	if o.has("rps") || o.has("transfer") {
+	if o.has("rps") || o.has("ws") || o.has("transfer") {
 		if err := runLoadPhases(r, &res, app, appAddr, direct); err != nil {
 			return err
 		}
+	}
+	if o.has("procs") {
+		p, err := runProcsPhase(r, app, appAddr, direct)
+		if err != nil {
+			return err
+		}
+		res.procs = p
 	}
 	if o.has("tunnels") {
 		p, err := runIdleTunnels(r, appAddr)
@@ -208,36 +230,26 @@ func runLoadPhases(r *runner, res *results, app *procs.Proc, appAddr string, dir
 		for _, conns := range []int{o.conns, 1} {
 			p := rpsPhase{conns: conns, tun: make([]tunnelRun, len(stacks))}
 			for round := 1; round <= o.rounds; round++ {
-				var a0 time.Duration
 				logf("%d conns, round %d: direct", conns, round)
-				d := runLoad(direct, conns, o.size, o.warmup, o.duration,
-					func() { a0 = cpuOf(app.Pid()) },
-					func() { p.appCPU += cpuOf(app.Pid()) - a0 })
-				p.direct = p.direct.merge(d)
+				d := directLoad(o, &p, app, direct)
 				line := fmt.Sprintf("  direct %.0f req/s p99 %s", d.rate(), dur(d.quantile(0.99)))
 				for i, st := range stacks {
 					logf("%d conns, round %d: %stunnel", conns, round, st.label)
-					tr := &p.tun[i]
-					sp := newSplitter(st.srv.Pid(), st.cli.Pid(), app.Pid())
-					w := watchRSS(st.srv.Pid(), st.cli.Pid())
-					phase := fmt.Sprintf("rps%d-round%d", conns, round)
-					t := runLoad(st.t, conns, o.size, o.warmup, o.duration,
-						func() { sp.begin(); st.prof.start(phase) },
-						func() {
-							c := sp.end()
-							st.prof.stop()
-							tr.split = tr.split.add(c)
-							tr.cpu += c.server + c.client
-						})
-					m := w.finish()
-					tr.serverRSS, tr.clientRSS = max(tr.serverRSS, m[0]), max(tr.clientRSS, m[1])
-					tr.load = tr.load.merge(t)
+					t := tunnelLoad(o, st, app, conns, fmt.Sprintf("rps%d-round%d", conns, round), &p.tun[i])
 					line += fmt.Sprintf(", %stunnel %.0f req/s p99 %s", st.label, t.rate(), dur(t.quantile(0.99)))
 				}
 				logf("%s", line)
 			}
 			res.rps = append(res.rps, p)
 		}
+	}
+
+	if o.has("ws") {
+		p, err := runEchoPhase(o, stacks, app, direct)
+		if err != nil {
+			return err
+		}
+		res.ws = p
 	}
 
 	if o.has("transfer") {
@@ -285,6 +297,118 @@ func runLoadPhases(r *runner, res *results, app *procs.Proc, appAddr string, dir
 	return nil
 }
 
+// directLoad runs one requests/s round of p against the app directly and
+// adds it to p, with the app's CPU time.
+func directLoad(o *options, p *rpsPhase, app *procs.Proc, direct target) loadResult {
+	var a0 time.Duration
+	d := runLoad(direct, p.conns, o.size, o.warmup, o.duration,
+		func() { a0 = cpuOf(app.Pid()) },
+		func() { p.appCPU += cpuOf(app.Pid()) - a0 })
+	p.direct = p.direct.merge(d)
+	return d
+}
+
+// tunnelLoad runs one requests/s round through st and adds it to tr, with
+// the CPU time and RSS maxima of st's server and client; phase names the
+// CPU profiles (-profile).
+func tunnelLoad(o *options, st *stack, app *procs.Proc, conns int, phase string, tr *tunnelRun) loadResult {
+	sp := newSplitter(st.srv.Pid(), st.cli.Pid(), app.Pid())
+	w := watchRSS(st.srv.Pid(), st.cli.Pid())
+	t := runLoad(st.t, conns, o.size, o.warmup, o.duration,
+		func() { sp.begin(); st.prof.start(phase) },
+		func() {
+			c := sp.end()
+			st.prof.stop()
+			tr.split = tr.split.add(c)
+			tr.cpu += c.server + c.client
+		})
+	m := w.finish()
+	tr.serverRSS, tr.clientRSS = max(tr.serverRSS, m[0]), max(tr.clientRSS, m[1])
+	tr.load = tr.load.merge(t)
+	return t
+}
+
+// runEchoPhase measures WebSocket echo round trips of o.wsSize bytes on
+// one WebSocket, o.rounds times: to the app directly, then through each
+// stack, a new WebSocket each time.
+func runEchoPhase(o *options, stacks []*stack, app *procs.Proc, direct target) (*rpsPhase, error) {
+	p := &rpsPhase{conns: 1, tun: make([]tunnelRun, len(stacks))}
+	for round := 1; round <= o.rounds; round++ {
+		logf("websocket echo %d B, round %d: direct", o.wsSize, round)
+		var a0 time.Duration
+		d, err := runEcho(direct, o.wsSize, o.warmup, o.duration,
+			func() { a0 = cpuOf(app.Pid()) },
+			func() { p.appCPU += cpuOf(app.Pid()) - a0 })
+		if err != nil {
+			return nil, fmt.Errorf("direct %w", err)
+		}
+		p.direct = p.direct.merge(d)
+		line := fmt.Sprintf("  direct p50 %s p99 %s", dur(d.quantile(0.5)), dur(d.quantile(0.99)))
+		for i, st := range stacks {
+			logf("websocket echo %d B, round %d: %stunnel", o.wsSize, round, st.label)
+			tr := &p.tun[i]
+			sp := newSplitter(st.srv.Pid(), st.cli.Pid(), app.Pid())
+			w := watchRSS(st.srv.Pid(), st.cli.Pid())
+			t, err := runEcho(st.t, o.wsSize, o.warmup, o.duration,
+				func() { sp.begin(); st.prof.start(fmt.Sprintf("ws-round%d", round)) },
+				func() {
+					c := sp.end()
+					st.prof.stop()
+					tr.split = tr.split.add(c)
+					tr.cpu += c.server + c.client
+				})
+			m := w.finish()
+			if err != nil {
+				st.prof.stop()
+				return nil, fmt.Errorf("%stunnel %w; server log:\n%s\nclient log:\n%s", st.label, err, st.srv.Tail(5), st.cli.Tail(5))
+			}
+			tr.serverRSS, tr.clientRSS = max(tr.serverRSS, m[0]), max(tr.clientRSS, m[1])
+			tr.load = tr.load.merge(t)
+			line += fmt.Sprintf(", %stunnel p50 %s p99 %s", st.label, dur(t.quantile(0.5)), dur(t.quantile(0.99)))
+		}
+		logf("%s", line)
+	}
+	return p, nil
+}
+
+// runProcsPhase measures the concurrent requests/s phase (o.conns
+// connections, o.size bytes) through two stacks of the build under test,
+// one whose server and client run with GOMAXPROCS=1 and one with
+// GOMAXPROCS=2 (the variant environment, as -compare-env sets it), both up
+// for the whole phase. Each round runs direct first, then both stacks, in
+// alternating order.
+func runProcsPhase(r *runner, app *procs.Proc, appAddr string, direct target) (*procsPhase, error) {
+	o := r.o
+	p := &procsPhase{rpsPhase: rpsPhase{conns: o.conns, tun: make([]tunnelRun, 2)}, procs: []int{1, 2}}
+	var stacks []*stack
+	for _, n := range p.procs {
+		v := variant{bin: r.bin, env: []string{"GOMAXPROCS=" + strconv.Itoa(n)}}
+		st, err := startStack(r, fmt.Sprintf("gomaxprocs%d-", n), v, appAddr)
+		if err != nil {
+			return nil, err
+		}
+		defer st.stop()
+		stacks = append(stacks, st)
+	}
+	for round := 1; round <= o.rounds; round++ {
+		logf("%d conns, GOMAXPROCS 1 and 2, round %d: direct", o.conns, round)
+		d := directLoad(o, &p.rpsPhase, app, direct)
+		line := fmt.Sprintf("  direct %.0f req/s", d.rate())
+		order := []int{0, 1}
+		if round%2 == 0 {
+			order = []int{1, 0}
+		}
+		for _, i := range order {
+			st := stacks[i]
+			logf("%d conns, round %d: tunnel, server and client at GOMAXPROCS=%d", o.conns, round, p.procs[i])
+			t := tunnelLoad(o, st, app, o.conns, fmt.Sprintf("procs%d-round%d", p.procs[i], round), &p.tun[i])
+			line += fmt.Sprintf(", GOMAXPROCS=%d %.0f req/s p99 %s", p.procs[i], t.rate(), dur(t.quantile(0.99)))
+		}
+		logf("%s", line)
+	}
+	return p, nil
+}
+
 // runIdleTunnels measures a fresh server's RSS before and after one client
 // binds o.tunnels tunnels.
 func runIdleTunnels(r *runner, appAddr string) (*idlePhase, error) {
@@ -321,15 +445,32 @@ func runIdleTunnels(r *runner, appAddr string) (*idlePhase, error) {
 	return p, nil
 }
 
+// fileMargin is what the server and the sessions helper need open besides
+// one socket per session: listeners, logs, the runtime's poller, the
+// profiling endpoint.
+const fileMargin = 256
+
 // runIdleSessions measures a fresh server's RSS before and after o.sessions
 // clients connect, one tunnel each.
 func runIdleSessions(r *runner, appAddr string) (*idlePhase, error) {
 	o := r.o
+	need := uint64(o.sessions) + fileMargin
+	if limit, err := procs.RaiseFileLimit(); err == nil && limit < need {
+		return nil, fmt.Errorf("-sessions %d needs about %d open files in the server and in the sessions helper; the open-file limit is %d (ulimit -Hn)", o.sessions, need, limit)
+	}
 	srv, err := r.startServer("server-sessions", 0)
 	if err != nil {
 		return nil, err
 	}
 	defer srv.Stop()
+	// The children must have inherited the raised limit.
+	limit, err := fileLimit(srv.Pid())
+	if err != nil {
+		return nil, err
+	}
+	if limit < need {
+		return nil, fmt.Errorf("the server's open-file limit is %d, -sessions %d needs about %d", limit, o.sessions, need)
+	}
 	time.Sleep(o.settle)
 	p := &idlePhase{n: o.sessions, base: steadyRSS(srv.Pid())}
 	p.memBase, p.haveMem = readMemStats(srv.pprof)
@@ -341,11 +482,15 @@ func runIdleSessions(r *runner, appAddr string) (*idlePhase, error) {
 	defer h.Stop()
 	time.Sleep(o.settle)
 	p.with, p.peerRSS = steadyRSS(srv.Pid()), steadyRSS(h.Pid())
+	p.serverFiles, p.peerFiles, p.fileLimit = openFiles(srv.Pid()), openFiles(h.Pid()), limit
 	if p.haveMem {
 		p.memWith, p.haveMem = readMemStats(srv.pprof)
 	}
 	heapProfile(o.profile, srv.pprof, "server-sessions")
-	logf("  server RSS %s -> %s", mib(p.base), mib(p.with))
+	logf("  server RSS %s -> %s; open files: server %d, helper %d (limit %d)", mib(p.base), mib(p.with), p.serverFiles, p.peerFiles, limit)
+	if p.serverFiles >= 0 && p.serverFiles < o.sessions {
+		return nil, fmt.Errorf("the server has %d open files with %d sessions said to be up: fewer than one socket per session", p.serverFiles, o.sessions)
+	}
 	return p, nil
 }
 
