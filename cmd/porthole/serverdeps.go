@@ -64,8 +64,12 @@ func serverDeps(ctx context.Context, cfg *server.Config, log *slog.Logger) (serv
 		deps.Cluster = cd
 		closeStore := closeAll
 		// The server leaves the cluster when it stops; this covers a
-		// start that fails before.
-		closeAll = func() { cd.Node.Close(); closeStore() }
+		// start that fails before, so that the node's name is free again
+		// at once.
+		closeAll = func() {
+			cd.Node.Leave(context.Background())
+			closeStore()
+		}
 	}
 	// SIGHUP re-reads the certificate files (they are also polled).
 	hup := make(chan os.Signal, 1)

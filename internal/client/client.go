@@ -203,3 +203,18 @@ func (c *Client) find(tunnelID string) *tunnel {
 	}
 	return v.(*tunnel)
 }
+
+// findSoon is find for a visitor's stream, which can arrive just before
+// the Bound message of its tunnel is read (the server routes visitors
+// as soon as it has sent it, and the two travel on different streams):
+// it waits for the tunnel up to a second.
+func (c *Client) findSoon(tunnelID string) *tunnel {
+	wait := time.Millisecond
+	for deadline := time.Now().Add(time.Second); ; {
+		if t := c.find(tunnelID); t != nil || time.Now().After(deadline) {
+			return t
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 50*time.Millisecond)
+	}
+}

@@ -286,7 +286,7 @@ func (c *Client) acceptStreams(mux *transport.Session, active *atomic.Int64) {
 				return
 			}
 			st.SetReadDeadline(time.Time{})
-			t := c.find(h.TunnelID)
+			t := c.findSoon(h.TunnelID)
 			if t == nil {
 				st.Close()
 				return

@@ -50,10 +50,18 @@ type Node struct {
 	localMu sync.Mutex
 	local   localSet
 
+	// pollNow asks the renew loop for the node map at once: a route
+	// names a node that joined after the map was read. polled is closed
+	// (and replaced) each time the map is stored.
+	pollNow chan struct{}
+	pollMu  sync.Mutex
+	polled  chan struct{}
+
 	metrics *Metrics
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	left   atomic.Bool
 }
 
 // Route is a claim as the route map knows it.
@@ -126,6 +134,8 @@ func Join(ctx context.Context, cfg Config) (*Node, error) {
 	n.metrics = newMetrics(n)
 	n.state.Store(StateUp)
 	n.nodes.Store(&map[string]NodeInfo{})
+	n.pollNow = make(chan struct{}, 1)
+	n.polled = make(chan struct{})
 	jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := n.register(jctx); err != nil {
@@ -244,10 +254,23 @@ func (n *Node) renewLoop(ctx context.Context) {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.RenewEvery)
 	defer t.Stop()
+	var lastPoll time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-n.pollNow:
+			// At most ten reads a second, however many lookups ask.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Until(lastPoll.Add(100 * time.Millisecond))):
+			}
+			lastPoll = time.Now()
+			pctx, cancel := context.WithTimeout(ctx, n.cfg.OpTimeout)
+			_ = n.pollNodes(pctx)
+			cancel()
+			continue
 		case <-t.C:
 		}
 		wasFenced := n.Fenced()
@@ -313,7 +336,35 @@ func (n *Node) pollNodes(ctx context.Context) error {
 		m[ni.Name] = ni
 	}
 	n.nodes.Store(&m)
+	n.pollMu.Lock()
+	close(n.polled)
+	n.polled = make(chan struct{})
+	n.pollMu.Unlock()
 	return nil
+}
+
+// WaitNode waits, up to d or until ctx ends, for the node map to know
+// name, and reports whether it does: a visitor's request for a name held
+// at a node that has just joined waits for the map rather than failing.
+// A node the map knows already returns at once.
+func (n *Node) WaitNode(ctx context.Context, name string, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		n.pollMu.Lock()
+		polled := n.polled
+		n.pollMu.Unlock()
+		if _, ok := n.node(name); ok {
+			return true
+		}
+		select {
+		case <-polled:
+		case <-t.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
 func (n *Node) queryNodes(ctx context.Context, withTunnels bool) ([]NodeInfo, error) {
@@ -373,9 +424,17 @@ func (n *Node) Nodes(ctx context.Context) ([]NodeInfo, error) {
 	return n.queryNodes(ctx, true)
 }
 
-// node returns what the node map knows of name.
+// node returns what the node map knows of name. A name it does not know
+// (a node that joined since the map was read) makes the renew loop read
+// the map again now rather than at its next tick.
 func (n *Node) node(name string) (NodeInfo, bool) {
 	ni, ok := (*n.nodes.Load())[name]
+	if !ok {
+		select {
+		case n.pollNow <- struct{}{}:
+		default:
+		}
+	}
 	return ni, ok
 }
 
@@ -383,6 +442,9 @@ func (n *Node) node(name string) (NodeInfo, bool) {
 // held for their owners (their clients were told to move) and its pool
 // is closed. The server calls it after its sessions have ended.
 func (n *Node) Leave(ctx context.Context) error {
+	if n.left.Swap(true) {
+		return nil
+	}
 	n.cancel()
 	n.wg.Wait()
 	defer n.pool.Close()

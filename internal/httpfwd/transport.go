@@ -87,7 +87,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.fallback(req)
 	}
 	for attempt := 0; ; attempt++ {
-		c, reused, err := t.get(req.Context())
+		// The second try dials: the other kept-alive connections may be
+		// gone the same way (all streams of a peer session that ended).
+		c, reused, err := t.get(req.Context(), attempt > 0)
 		if err != nil {
 			return nil, err
 		}
@@ -243,7 +245,7 @@ func (b *body) finish(complete bool) {
 	b.c.close()
 }
 
-func (t *Transport) get(ctx context.Context) (*conn, bool, error) {
+func (t *Transport) get(ctx context.Context, fresh bool) (*conn, bool, error) {
 	var expired []*conn
 	defer func() {
 		// Closed outside the lock: closing a stream may wait on the network.
@@ -252,7 +254,7 @@ func (t *Transport) get(ctx context.Context) (*conn, bool, error) {
 		}
 	}()
 	t.mu.Lock()
-	for len(t.idle) > 0 {
+	for len(t.idle) > 0 && !fresh {
 		c := t.idle[len(t.idle)-1]
 		t.idle = t.idle[:len(t.idle)-1]
 		if t.IdleTimeout > 0 && time.Since(c.idleTime) > t.IdleTimeout {

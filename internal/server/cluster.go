@@ -79,6 +79,7 @@ func (s *Server) forwardHTTP(w http.ResponseWriter, r *http.Request, host string
 	cs := s.cluster
 	for try := 0; ; try++ {
 		start := time.Now()
+		r = r.WithContext(context.WithValue(r.Context(), forwardingKey{}, c))
 		err := cs.dialer.ForwardHTTP(w, r, c.NodeAddr, host, c.Generation)
 		switch {
 		case err == nil:
@@ -120,6 +121,19 @@ func (s *Server) forwardHTTP(w http.ResponseWriter, r *http.Request, host string
 // clients are on their way to another node, so the visitor is asked to
 // come back, as while a client reconnects.
 func (s *Server) nodeUnreachable(w http.ResponseWriter, r *http.Request, _ int, err error) {
+	host := canonicalHost(r.Host)
+	if tried, _ := r.Context().Value(forwardingKey{}).(*registry.Claim[*route]); tried != nil && r.Context().Value(relayedKey{}) == nil &&
+		(r.Body == nil || r.Body == http.NoBody) {
+		// The node may have just given the name up and stopped: read the
+		// claim again, and serve the request where the name is now. Only
+		// a request without a body can be sent again whole.
+		if s.cluster.reg.Refresh(host) == nil {
+			if c, ok := s.reg.Lookup(host); ok && (c.Endpoint != nil || (c.NodeAddr != "" && c.Generation != tried.Generation)) {
+				s.serveClaim(w, r.WithContext(context.WithValue(r.Context(), relayedKey{}, true)), host, c)
+				return
+			}
+		}
+	}
 	s.log.Info("holding node unreachable", "host", r.Host, "err", err)
 	s.stats.countRequest(http.StatusServiceUnavailable)
 	w.Header().Set("Retry-After", "2")
@@ -127,6 +141,14 @@ func (s *Server) nodeUnreachable(w http.ResponseWriter, r *http.Request, _ int, 
 		fmt.Sprintf("The server holding %s cannot be reached right now.", canonicalHost(r.Host)),
 		"Its client is moving to another server; try again in a few seconds.", "node_unreachable")
 }
+
+// forwardingKey carries the claim a request is being forwarded for;
+// relayedKey marks a request sent on once more after its node could not
+// be reached.
+type (
+	forwardingKey struct{}
+	relayedKey    struct{}
+)
 
 // clusterHandler serves what other nodes forward here.
 type clusterHandler struct{ s *Server }
@@ -174,15 +196,27 @@ func (s *Server) waitNamesMoved(ctx context.Context) {
 	start := time.Now()
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
+	had := c.reg.Serving() > 0
 	for c.reg.Serving() > 0 {
 		select {
 		case <-ctx.Done():
 			s.log.Info("names still served here at the end of the drain", "names", c.reg.Serving())
+			c.link.Shutdown(ctx)
 			return
 		case <-t.C:
 		}
 	}
 	s.log.Info("every name moved to another node", "after", time.Since(start).Round(time.Millisecond).String())
+	if had {
+		// Requests other nodes sent before they heard of the move get
+		// 421 here and go where the name is now.
+		time.Sleep(250 * time.Millisecond)
+	}
+	// Requests forwarded here finish before the sessions that serve
+	// them close.
+	if err := c.link.Shutdown(ctx); err != nil {
+		s.log.Warn("cluster link did not drain", "err", err)
+	}
 }
 
 // leaveCluster ends the node's part in the cluster once its sessions
@@ -192,9 +226,7 @@ func (s *Server) leaveCluster(ctx context.Context) {
 	if c == nil {
 		return
 	}
-	if err := c.link.Shutdown(ctx); err != nil {
-		s.log.Warn("cluster link did not drain", "err", err)
-	}
+	c.link.Shutdown(ctx)
 	c.dialer.Close()
 	if err := c.node.Leave(context.Background()); err != nil {
 		s.log.Warn("leaving the cluster", "err", err)
@@ -214,9 +246,10 @@ func (p *tcpPorts) forwardToNode(vc net.Conn, port int, claim *registry.Claim[*r
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		conn, err = cs.dialer.DialTCP(ctx, claim.NodeAddr, port, claim.Generation, visitor)
 		cancel()
-		if !errors.Is(err, link.ErrStale) || try > 0 {
+		if err == nil || try > 0 {
 			break
 		}
+		// Stale, or the node is gone: the name may be elsewhere now.
 		cs.m.ForwardedOut.WithLabelValues("tcp", "stale").Inc()
 		if cs.reg.Refresh(tcpKey(port)) != nil {
 			break

@@ -41,6 +41,13 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request, host string) {
 // a tunnel of this server, or by the node of the cluster that holds it.
 func (s *Server) serveClaim(w http.ResponseWriter, r *http.Request, host string, c *registry.Claim[*route]) {
 	rt := c.Endpoint
+	if rt == nil && c.Node != "" && c.NodeAddr == "" && s.cluster != nil && s.cluster.node.WaitNode(r.Context(), c.Node, time.Second) {
+		// Held at a node that joined after this one last read the node
+		// map: now it knows the node's address.
+		if c2, ok := s.reg.Lookup(host); ok {
+			c, rt = c2, c2.Endpoint
+		}
+	}
 	if rt == nil && c.NodeAddr != "" && s.cluster != nil {
 		if _, again := link.Forwarded(r); !again {
 			s.forwardHTTP(w, r, host, c)
