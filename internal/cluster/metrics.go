@@ -17,7 +17,8 @@ type Metrics struct {
 	notifyLag          prometheus.Histogram
 	// ForwardedOut counts visitor requests and connections this node
 	// sent to the holding node, ForwardedIn those it served for another
-	// node; ForwardLatency is the time to the holder's response headers.
+	// node; ForwardLatency is the time to forward a request and relay its
+	// whole response.
 	ForwardedOut   *prometheus.CounterVec
 	ForwardedIn    *prometheus.CounterVec
 	ForwardLatency prometheus.Histogram
@@ -42,7 +43,7 @@ func newMetrics(n *Node) *Metrics {
 		ForwardedIn: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "porthole_cluster_forwarded_in_total",
 			Help: "Visitor requests and connections served for another node, by result."}, []string{"kind", "result"}),
 		ForwardLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "porthole_cluster_forward_seconds",
-			Help:    "Time from forwarding a request to the holder's response headers.",
+			Help:    "Time to forward a visitor's HTTP request to the holding node and relay its whole response.",
 			Buckets: prometheus.DefBuckets}),
 	}
 }
@@ -52,6 +53,7 @@ var (
 	descRoutes = prometheus.NewDesc("porthole_cluster_routes", "Names in this node's route map, all nodes.", nil, nil)
 	descFenced = prometheus.NewDesc("porthole_cluster_fenced", "1 while the node has not renewed its lease in time and refuses binds.", nil, nil)
 	descSince  = prometheus.NewDesc("porthole_cluster_lease_age_seconds", "Time since the last successful lease renewal was sent.", nil, nil)
+	descNode   = prometheus.NewDesc("porthole_cluster_node_info", "Always 1: the node's name (--node-name) and advertised cluster address, to join with the other series of this target.", []string{"node", "addr"}, nil)
 )
 
 func (m *Metrics) collectors() []prometheus.Collector {
@@ -68,6 +70,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descRoutes
 	ch <- descFenced
 	ch <- descSince
+	ch <- descNode
 }
 
 // Collect implements prometheus.Collector.
@@ -91,6 +94,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descRoutes, prometheus.GaugeValue, float64(all))
 	ch <- prometheus.MustNewConstMetric(descFenced, prometheus.GaugeValue, fenced)
 	ch <- prometheus.MustNewConstMetric(descSince, prometheus.GaugeValue, m.n.sinceRenew().Seconds())
+	ch <- prometheus.MustNewConstMetric(descNode, prometheus.GaugeValue, 1, m.n.cfg.Name, m.n.cfg.Addr)
 }
 
 func counterValue(c prometheus.Counter) float64 {
