@@ -288,3 +288,100 @@ func TestClusterDatabaseDown(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterTwoLinksTwoNodes: a client with links to both nodes of a
+// two-node cluster keeps its name reachable while either node is up. The
+// name is held at one node at a time; when that node stops (SIGTERM) or
+// dies (SIGKILL), the other serves it from the link it already has.
+func TestClusterTwoLinksTwoNodes(t *testing.T) {
+	c := startCluster(t, 2, false, "--shutdown-timeout", "10s")
+	app, _ := clusterApp(t)
+	cl := startPorthole(t, interrupted, "http", portOf(app), "--subdomain", "both", "--inspect-addr", "off", "--links", "2",
+		"--server", c.nodes[0].wsURL(), "--server", c.nodes[1].wsURL())
+	cl.forwardingWithin(t, 1, 20*time.Second)
+	const host = "both.localhost"
+	pollFor(t, "the name at both nodes", 10*time.Second, 100*time.Millisecond, func() bool {
+		a, _, _ := get(c.nodes[0], host, "/")
+		b, _, _ := get(c.nodes[1], host, "/")
+		return a == 200 && b == 200
+	})
+	holder := func() int {
+		for _, n := range c.adminNodes(t) {
+			if n.Tunnels == 1 {
+				return map[string]int{"node1": 0, "node2": 1}[n.Name]
+			}
+		}
+		return -1
+	}
+	// load asks the other node until stop, and returns the statuses.
+	load := func(at *serverProc, stop <-chan struct{}) map[int]int {
+		got := map[int]int{}
+		for {
+			select {
+			case <-stop:
+				return got
+			default:
+			}
+			code, _, err := get(at, host, "/")
+			if err != nil {
+				code = -1
+			}
+			got[code]++
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+
+	h := holder()
+	if h < 0 {
+		t.Fatalf("no node holds the name: %+v", c.adminNodes(t))
+	}
+	other := c.nodes[1-h]
+	stop := make(chan struct{})
+	res := make(chan map[int]int)
+	go func() { res <- load(other, stop) }()
+	if code := c.nodes[h].signal(t, syscall.SIGTERM, 30*time.Second); code != 0 {
+		t.Fatalf("holder exited %d on SIGTERM", code)
+	}
+	time.Sleep(time.Second)
+	close(stop)
+	if got := <-res; len(got) != 1 || got[200] == 0 {
+		t.Fatalf("at %s while the holder stopped: statuses %v, want only 200", other.httpAddr, got)
+	}
+	c.nodes[h].restart(t)
+	pollFor(t, "the name at the restarted node", 20*time.Second, 100*time.Millisecond, func() bool {
+		code, _, _ := get(c.nodes[h], host, "/")
+		return code == 200
+	})
+
+	h = holder()
+	if h < 0 {
+		t.Fatalf("no node holds the name after the restart: %+v", c.adminNodes(t))
+	}
+	other = c.nodes[1-h]
+	c.nodes[h].kill(t)
+	killed := time.Now()
+	statuses := map[int]int{}
+	var back time.Duration
+	// Past the dead node's lease (10 s): the name must stay served.
+	for time.Since(killed) < 13*time.Second {
+		code, _, err := get(other, host, "/")
+		if err != nil {
+			t.Fatalf("%s after the kill: %v", other.httpAddr, err)
+		}
+		statuses[code]++
+		if code != 200 && code != 503 {
+			t.Fatalf("%s answered %d after the kill (so far %v)", other.httpAddr, code, statuses)
+		}
+		if code == 200 && back == 0 {
+			back = time.Since(killed)
+		}
+		if code == 503 && back > 0 {
+			t.Fatalf("503 again after the name came back (so far %v)", statuses)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if back == 0 {
+		t.Fatalf("the name did not come back at the surviving node: %v", statuses)
+	}
+	t.Logf("after SIGKILL of the holder the other node served the name after %v; statuses %v", back.Round(time.Millisecond), statuses)
+}

@@ -97,6 +97,9 @@ type localSet interface {
 	lost(key string, gen uint64)
 	// lockWrites holds off binds and releases until the returned func.
 	lockWrites() func()
+	// checkStandby takes back key (all when empty) for a link standing
+	// by here, if its holder no longer serves it.
+	checkStandby(key string)
 }
 
 // ErrNameInUse means another live process runs under this node name.
@@ -340,7 +343,32 @@ func (n *Node) pollNodes(ctx context.Context) error {
 	close(n.polled)
 	n.polled = make(chan struct{})
 	n.pollMu.Unlock()
+	if l := n.localSet(); l != nil {
+		l.checkStandby("")
+	}
 	return nil
+}
+
+func (n *Node) localSet() localSet {
+	n.localMu.Lock()
+	defer n.localMu.Unlock()
+	return n.local
+}
+
+// Drain marks the node as stopping in the database at once, so that the
+// others move names to their links standing by here.
+func (n *Node) Drain(ctx context.Context) error {
+	n.SetState(StateDraining)
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.OpTimeout)
+	defer cancel()
+	_, err := n.pool.Exec(ctx, `UPDATE cluster_nodes SET state = $3 WHERE name = $1 AND incarnation = $2`, n.cfg.Name, n.incarnation, StateDraining)
+	return err
+}
+
+// draining reports whether the node map says name is stopping.
+func (n *Node) draining(name string) bool {
+	ni, ok := (*n.nodes.Load())[name]
+	return ok && ni.State == StateDraining
 }
 
 // WaitNode waits, up to d or until ctx ends, for the node map to know

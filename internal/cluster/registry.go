@@ -15,6 +15,13 @@ type Registry[E comparable] struct {
 	n     *Node
 	mu    sync.Mutex // serializes writes
 	local sync.Map   // key -> *registry.Claim[E], the claims served here
+	// standby holds the claims this node lost to the same owner at
+	// another node: a client with links to several nodes binds its names
+	// at each, and the last bind holds them. The tunnel here stays up;
+	// when the holder stops, is lost or cannot be reached, this node
+	// serves the name again and takes it back (TakeOver).
+	standby sync.Map // key -> *registry.Claim[E]
+	retakes sync.Map // key -> struct{}: a take-back under way
 }
 
 var (
@@ -49,6 +56,65 @@ func (r *Registry[E]) Lookup(key string) (*registry.Claim[E], bool) {
 	if !ok {
 		return nil, false
 	}
+	c, ok := r.remote(key, rt)
+	if s := r.standbyFor(key, rt, c, ok); s != nil {
+		// The holder is gone or going: serve the owner's other link here
+		// while this node takes the name back.
+		r.retake(key)
+		return s, true
+	}
+	return c, ok
+}
+
+// standbyFor returns key's standby claim when the holder (rt, looked up
+// as c, ok) no longer serves it: the name is held for its owner, its
+// node is lost, unknown or stopping.
+func (r *Registry[E]) standbyFor(key string, rt *Route, c *registry.Claim[E], ok bool) *registry.Claim[E] {
+	sb, has := r.standby.Load(key)
+	if !has || (ok && c.NodeAddr != "" && !r.n.draining(rt.Node)) {
+		return nil
+	}
+	s := sb.(*registry.Claim[E])
+	if s.Owner.User != rt.User || s.Owner.Client != rt.Client {
+		return nil
+	}
+	if _, known := (*r.n.nodes.Load())[rt.Node]; !known && rt.HeldUntil.IsZero() {
+		// A node that joined since the node map was read holds it: it
+		// is serving, this node just has not heard of it yet.
+		return nil
+	}
+	return s
+}
+
+// checkStandby takes back the names (key, or every one when key is
+// empty) whose holder no longer serves them and that a link stands by
+// for here; the node calls it when a route changes and when it reads
+// the node map, so that a name moves back without waiting for a visitor.
+func (r *Registry[E]) checkStandby(key string) {
+	check := func(k string) {
+		rt, ok := r.n.route(k)
+		if !ok || rt.Node == r.n.cfg.Name {
+			return
+		}
+		c, ok := r.remote(k, rt)
+		if r.standbyFor(k, rt, c, ok) != nil {
+			r.retake(k)
+		}
+	}
+	if key != "" {
+		if _, has := r.standby.Load(key); has {
+			check(key)
+		}
+		return
+	}
+	r.standby.Range(func(k, _ any) bool {
+		check(k.(string))
+		return true
+	})
+}
+
+// remote is Lookup for a name this node does not serve.
+func (r *Registry[E]) remote(key string, rt *Route) (*registry.Claim[E], bool) {
 	now := time.Now()
 	c := &registry.Claim[E]{Key: key, Owner: registry.Owner{User: rt.User, Client: rt.Client}, Generation: rt.Generation}
 	switch {
@@ -94,6 +160,7 @@ func (r *Registry[E]) Bind(key string, owner registry.Owner, e E) (*registry.Cla
 	}
 	c := &registry.Claim[E]{Key: key, Owner: owner, Generation: gen, Endpoint: e}
 	r.local.Store(key, c)
+	r.standby.Delete(key)
 	r.n.storeRoute(&Route{Key: key, User: owner.User, Client: owner.Client, Node: r.n.cfg.Name, Generation: gen})
 	r.n.metrics.binds.Inc()
 	return c, nil
@@ -106,6 +173,10 @@ func (r *Registry[E]) Release(key string, e E, grace time.Duration) {
 	defer r.mu.Unlock()
 	v, ok := r.local.Load(key)
 	if !ok {
+		if sb, has := r.standby.Load(key); has && sb.(*registry.Claim[E]).Endpoint == e {
+			// The other link holds the name: nothing to give up.
+			r.standby.Delete(key)
+		}
 		return
 	}
 	c := v.(*registry.Claim[E])
@@ -218,8 +289,46 @@ func (r *Registry[E]) lost(key string, gen uint64) {
 	}
 	c := v.(*registry.Claim[E])
 	if c.Generation < gen && r.local.CompareAndDelete(key, v) {
+		if rt, ok := r.n.route(key); ok && rt.Generation == gen && rt.User == c.Owner.User && rt.Client == c.Owner.Client {
+			r.standby.Store(key, c)
+			r.n.log.Info("name taken by another link of its client; standing by", "key", key, "generation", gen, "at", rt.Node)
+			return
+		}
 		r.n.log.Info("name taken over by another node", "key", key, "generation", gen)
 	}
+}
+
+// TakeOver serves key here again from the standby tunnel of its owner's
+// other link, if this node has one, when the holding node cannot be
+// reached: it returns that claim at once and takes the name back in the
+// database meanwhile.
+func (r *Registry[E]) TakeOver(key string) (*registry.Claim[E], bool) {
+	sb, ok := r.standby.Load(key)
+	if !ok {
+		return nil, false
+	}
+	r.retake(key)
+	return sb.(*registry.Claim[E]), true
+}
+
+// retake binds key again for its standby claim, once at a time.
+func (r *Registry[E]) retake(key string) {
+	if _, busy := r.retakes.LoadOrStore(key, struct{}{}); busy {
+		return
+	}
+	go func() {
+		defer r.retakes.Delete(key)
+		sb, ok := r.standby.Load(key)
+		if !ok {
+			return
+		}
+		c := sb.(*registry.Claim[E])
+		if _, err := r.Bind(key, c.Owner, c.Endpoint); err != nil {
+			r.n.log.Warn("taking a name back for a standing-by link failed", "key", key, "err", err)
+			return
+		}
+		r.n.log.Info("name taken back for a standing-by link", "key", key)
+	}()
 }
 
 func (r *Registry[E]) lockWrites() func() {

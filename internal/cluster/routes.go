@@ -38,6 +38,11 @@ func (n *Node) storeRouteLocked(rt *Route) {
 	n.routes.Store(rt.Key, rt)
 	if rt.Node != n.cfg.Name {
 		n.lostLocal(rt.Key, rt.Generation)
+		if l := n.localSet(); l != nil && !rt.HeldUntil.IsZero() {
+			// Released by its node (stopping, or its link ended): a link
+			// standing by here takes it back.
+			l.checkStandby(rt.Key)
+		}
 	}
 }
 
@@ -52,10 +57,7 @@ func (n *Node) deleteRoute(key string, gen uint64) {
 }
 
 func (n *Node) lostLocal(key string, gen uint64) {
-	n.localMu.Lock()
-	l := n.local
-	n.localMu.Unlock()
-	if l != nil {
+	if l := n.localSet(); l != nil {
 		l.lost(key, gen)
 	}
 }

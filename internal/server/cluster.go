@@ -124,6 +124,12 @@ func (s *Server) nodeUnreachable(w http.ResponseWriter, r *http.Request, _ int, 
 	host := canonicalHost(r.Host)
 	if tried, _ := r.Context().Value(forwardingKey{}).(*registry.Claim[*route]); tried != nil && r.Context().Value(relayedKey{}) == nil &&
 		(r.Body == nil || r.Body == http.NoBody) {
+		if c, ok := s.cluster.reg.TakeOver(host); ok {
+			// The client's other link is here: serve it, and take the
+			// name back from the node that cannot be reached.
+			s.serveClaim(w, r.WithContext(context.WithValue(r.Context(), relayedKey{}, true)), host, c)
+			return
+		}
 		// The node may have just given the name up and stopped: read the
 		// claim again, and serve the request where the name is now. Only
 		// a request without a body can be sent again whole.
@@ -192,7 +198,9 @@ func (s *Server) waitNamesMoved(ctx context.Context) {
 	if c == nil {
 		return
 	}
-	c.node.SetState(cluster.StateDraining)
+	if err := c.node.Drain(ctx); err != nil {
+		s.log.Warn("marking the node as draining", "err", err)
+	}
 	start := time.Now()
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
