@@ -184,7 +184,7 @@ func (h clusterHandler) ServeForwardedTCP(c net.Conn, port int, gen uint64, visi
 		return errors.New("no tunnel takes the connection")
 	}
 	s.cluster.m.ForwardedIn.WithLabelValues("tcp", "ok").Inc()
-	s.tcp.serve(t, c)
+	s.tcp.serve(t, port, c)
 	return nil
 }
 
@@ -268,7 +268,7 @@ func (p *tcpPorts) forwardToNode(vc net.Conn, port int, claim *registry.Claim[*r
 		}
 		if next.Endpoint != nil {
 			if t := p.pickFor(next, visitor.Addr()); t != nil {
-				p.serve(t, vc)
+				p.serve(t, port, vc)
 				return
 			}
 			break

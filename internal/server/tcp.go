@@ -91,6 +91,9 @@ func (p *tcpPorts) bind(ctx context.Context, ss *session, b *protocol.Bind, t *t
 // for this owner during a grace period.
 func (p *tcpPorts) claim(ss *session, t *tunnel, port int, pool *protocol.Pool) error {
 	key := tcpKey(port)
+	// Set before the claim publishes t: a listener held open for this
+	// port may hand t a visitor at once.
+	t.key, t.port = key, port
 	if err := p.s.claim(ss, t, key, pool); err != nil {
 		return err
 	}
@@ -104,7 +107,6 @@ func (p *tcpPorts) claim(ss *session, t *tunnel, port int, pool *protocol.Pool) 
 		p.s.unclaim(t, 0)
 		return protocol.Err(protocol.CodePortUnavailable, true, "port %d is not available on the server: %v", port, errors.Unwrap(err))
 	}
-	t.key, t.port = key, port
 	t.urls = []string{fmt.Sprintf("tcp://%s:%d", p.s.cfg.Domain, port)}
 	return nil
 }
@@ -153,7 +155,7 @@ func (p *tcpPorts) accept(port int, ln net.Listener) {
 			c.Close()
 			continue
 		}
-		go p.serve(t, vc)
+		go p.serve(t, port, vc)
 	}
 }
 
@@ -186,11 +188,11 @@ func (p *tcpPorts) pickFor(claim *registry.Claim[*route], ip netip.Addr) *tunnel
 
 // serve pipes c through t, within t's limit on connections at once; it
 // returns when the connection ends.
-func (p *tcpPorts) serve(t *tunnel, c net.Conn) {
+func (p *tcpPorts) serve(t *tunnel, port int, c net.Conn) {
 	if t.maxConns > 0 {
 		if t.inflight.Add(1) > t.maxConns {
 			t.inflight.Add(-1)
-			p.s.hits.Hit(limits.TunnelConnections, "port", t.port, "user", t.sess.ident.User)
+			p.s.hits.Hit(limits.TunnelConnections, "port", port, "user", t.sess.ident.User)
 			c.Close()
 			return
 		}
