@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -141,6 +142,14 @@ func (c *Config) Validate() error {
 			bad("server %q is not a ws:// or wss:// URL", s)
 			continue
 		}
+		if strings.Contains(s, ",") {
+			bad("server %q: give each server its own --server (or its own entry in servers)", s)
+			continue
+		}
+		if p := u.Port(); u.Hostname() == "" || (p != "" && !validPort(p)) || strings.HasSuffix(u.Host, ":") {
+			bad("server %q: %q is not HOST or HOST:PORT", s, u.Host)
+			continue
+		}
 		if c.SendsCredential() && !c.InsecurePlaintext && PlaintextOffHost(s) {
 			bad("server %s: ws:// would send your %s in clear text to a machine other than this one, where anyone on the path can read and reuse it; use wss:// (a server with --tls-cert or ACME), or pass --insecure-plaintext to send it anyway", s, c.credentialName())
 		}
@@ -169,6 +178,11 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n > 0 && n <= 65535
 }
 
 func (t *TunnelConfig) validate() error {

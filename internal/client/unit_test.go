@@ -81,13 +81,19 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, mod := range map[string]func(*Config){
-		"no server":         func(c *Config) { c.Servers = nil },
-		"http server URL":   func(c *Config) { c.Servers = []string{"http://localhost:8081"} },
-		"cert without key":  func(c *Config) { c.Cert = "c.pem" },
-		"zero backoff":      func(c *Config) { c.Reconnect.Base = 0 },
-		"max below base":    func(c *Config) { c.Reconnect.Max = config.Duration(time.Millisecond) },
-		"bad tunnel proto":  func(c *Config) { c.Tunnels = map[string]TunnelConfig{"x": {Proto: "udp", Addr: "1"}} },
-		"bad tunnel target": func(c *Config) { c.Tunnels = map[string]TunnelConfig{"x": {Proto: "http", Addr: "nope"}} },
+		"no server":       func(c *Config) { c.Servers = nil },
+		"http server URL": func(c *Config) { c.Servers = []string{"http://localhost:8081"} },
+		"comma-joined servers": func(c *Config) {
+			c.Servers = []string{"ws://127.0.0.1:8081,ws://127.0.0.2:8081"}
+		},
+		"server port not a number": func(c *Config) { c.Servers = []string{"ws://localhost:http"} },
+		"server port out of range": func(c *Config) { c.Servers = []string{"ws://localhost:70000"} },
+		"server without a host":    func(c *Config) { c.Servers = []string{"ws://:8081"} },
+		"cert without key":         func(c *Config) { c.Cert = "c.pem" },
+		"zero backoff":             func(c *Config) { c.Reconnect.Base = 0 },
+		"max below base":           func(c *Config) { c.Reconnect.Max = config.Duration(time.Millisecond) },
+		"bad tunnel proto":         func(c *Config) { c.Tunnels = map[string]TunnelConfig{"x": {Proto: "udp", Addr: "1"}} },
+		"bad tunnel target":        func(c *Config) { c.Tunnels = map[string]TunnelConfig{"x": {Proto: "http", Addr: "nope"}} },
 		"bad subdomain": func(c *Config) {
 			c.Tunnels = map[string]TunnelConfig{"x": {Proto: "http", Addr: "1", Subdomain: "a_b"}}
 		},
