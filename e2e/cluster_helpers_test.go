@@ -35,9 +35,16 @@ type testCluster struct {
 	names  []string
 }
 
-// startCluster starts n nodes; withProxy puts a proxy the test can cut
-// between the nodes and PostgreSQL.
+// startCluster starts n nodes without authentication; withProxy puts a
+// proxy the test can cut between the nodes and PostgreSQL.
 func startCluster(t *testing.T, n int, withProxy bool, extra ...string) *testCluster {
+	t.Helper()
+	return startClusterWith(t, n, withProxy, append([]string{"--no-auth"}, extra...)...)
+}
+
+// startClusterWith is startCluster with the nodes' flags as given:
+// without --no-auth they authenticate clients against the database.
+func startClusterWith(t *testing.T, n int, withProxy bool, extra ...string) *testCluster {
 	t.Helper()
 	base := postgresURL(t, "the cluster tests")
 	cfg, err := pgx.ParseConfig(base)
@@ -97,7 +104,7 @@ func (c *testCluster) startNode(t *testing.T, i int, extra ...string) *serverPro
 		}
 		s.httpAddr, s.tunnelAddr, s.adminAddr = at(), at(), at()
 		clusterAddr := at()
-		s.args = append([]string{"server", "--log-format", "json", "--no-auth", "--domain", "localhost",
+		s.args = append([]string{"server", "--log-format", "json", "--domain", "localhost",
 			"--http-addr", s.httpAddr, "--tunnel-addr", s.tunnelAddr, "--admin-addr", s.adminAddr,
 			"--data-dir", s.dataDir, "--database", c.db, "--tcp-ports", c.ports,
 			"--cluster-addr", clusterAddr, "--cluster-secret-file", c.secret, "--node-name", name}, extra...)
@@ -272,6 +279,17 @@ type nodeInfo struct {
 	State   string `json:"state"`
 	Alive   bool   `json:"alive"`
 	Tunnels int    `json:"tunnels"`
+}
+
+// admin runs `porthole admin ARGS` on the cluster's database and returns
+// its last line of output; it must succeed.
+func (c *testCluster) admin(t *testing.T, args ...string) string {
+	t.Helper()
+	out, errOut, code := runPorthole(t, append(append([]string{"admin"}, args...), "--database", c.db)...)
+	if code != 0 {
+		t.Fatalf("porthole admin %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+	}
+	return lastLine(out)
 }
 
 func (c *testCluster) adminNodes(t *testing.T) []nodeInfo {

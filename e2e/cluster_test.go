@@ -385,3 +385,35 @@ func TestClusterTwoLinksTwoNodes(t *testing.T) {
 	}
 	t.Logf("after SIGKILL of the holder the other node served the name after %v; statuses %v", back.Round(time.Millisecond), statuses)
 }
+
+// TestClusterUserLimits: the per-user session and tunnel limits hold
+// across the nodes, not per node.
+func TestClusterUserLimits(t *testing.T) {
+	c := startClusterWith(t, 2, false)
+	app, _ := clusterApp(t)
+	c.admin(t, "users", "add", "alice")
+	c.admin(t, "users", "limits", "alice", "--max-sessions", "1")
+	alice := c.admin(t, "keys", "create", "--user", "alice")
+	c.admin(t, "users", "add", "bob")
+	c.admin(t, "users", "limits", "bob", "--max-tunnels", "1", "--max-sessions", "5")
+	bob := c.admin(t, "keys", "create", "--user", "bob")
+
+	a1 := c.nodes[0].client(t, portOf(app), "--api-key", alice, "--subdomain", "alice-one")
+	a1.forwarding(t)
+	a2 := c.nodes[1].client(t, portOf(app), "--api-key", alice, "--subdomain", "alice-two")
+	if code := a2.exit(t, 20*time.Second); code != 1 || !strings.Contains(a2.errOut(), "session limit reached") {
+		t.Fatalf("alice's second client at node2: exit %d, want 1 with the session limit\n%s", code, a2.errOut())
+	}
+
+	b1 := c.nodes[0].client(t, portOf(app), "--api-key", bob, "--subdomain", "bob-one")
+	b1.forwarding(t)
+	b2 := c.nodes[1].client(t, portOf(app), "--api-key", bob, "--subdomain", "bob-two")
+	if code := b2.exit(t, 20*time.Second); code != 1 || !strings.Contains(b2.errOut(), "tunnel limit reached") {
+		t.Fatalf("bob's second tunnel at node2: exit %d, want 1 with the tunnel limit\n%s", code, b2.errOut())
+	}
+	for _, host := range []string{"alice-one.localhost", "bob-one.localhost"} {
+		if code, _, _ := get(c.nodes[1], host, "/"); code != 200 {
+			t.Fatalf("%s at node2 after the refusals: %d", host, code)
+		}
+	}
+}

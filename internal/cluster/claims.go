@@ -164,4 +164,20 @@ func (n *Node) otherClaims(user string, except registry.Owner) (int, error) {
 	return int(c), nil
 }
 
+// otherClients counts the clients other than except that hold live
+// claims of user at other nodes that are alive: each counts as a session
+// against the per-user session limit.
+func (n *Node) otherClients(user string, except registry.Owner) (int, error) {
+	ctx, cancel := n.opCtx()
+	defer cancel()
+	var c int64
+	err := n.pool.QueryRow(ctx, `SELECT count(DISTINCT c.owner_client) FROM cluster_claims c JOIN cluster_nodes n ON n.name = c.node
+		WHERE c.owner_user = $1 AND c.owner_client <> $2 AND c.node <> $3 AND c.held_until IS NULL AND n.lease_until > `+nowMS,
+		user, except.Client, n.cfg.Name).Scan(&c)
+	if err != nil {
+		return 0, errors.Join(registry.ErrUnavailable, err)
+	}
+	return int(c), nil
+}
+
 func isNoRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) }

@@ -224,6 +224,11 @@ func (r *Registry[E]) Serving() int {
 // Sweep implements registry.Registry.
 func (r *Registry[E]) Sweep() int { return r.n.sweep() }
 
+// OtherClients implements registry.Shared.
+func (r *Registry[E]) OtherClients(user string, except registry.Owner) (int, error) {
+	return r.n.otherClients(user, except)
+}
+
 // OtherClaims implements registry.Shared.
 func (r *Registry[E]) OtherClaims(user string, except registry.Owner) (int, error) {
 	return r.n.otherClaims(user, except)

@@ -155,3 +155,66 @@ func TestNodeNameInUse(t *testing.T) {
 		t.Fatalf("second node-a: %v, want ErrNameInUse", err)
 	}
 }
+
+// TestOtherClaimsAndClients: what a node counts of a user at the other
+// nodes, for the per-user tunnel and session limits: live claims and the
+// clients holding them, not the asking client's own, not held names, not
+// those of a node whose lease ran out.
+func TestOtherClaimsAndClients(t *testing.T) {
+	dbURL, _ := testDB(t)
+	na := join(t, fastConfig(t, dbURL, "node-a", time.Minute))
+	nb := join(t, fastConfig(t, dbURL, "node-b", time.Minute))
+	ra, rb := NewRegistry[*endpoint](na), NewRegistry[*endpoint](nb)
+	laptop := registry.Owner{User: "alice", Client: "laptop"}
+	desk := registry.Owner{User: "alice", Client: "desk"}
+	phone := registry.Owner{User: "alice", Client: "phone"}
+	for _, b := range []struct {
+		key   string
+		owner registry.Owner
+	}{{"l1.example.test", laptop}, {"l2.example.test", laptop}, {"d1.example.test", desk}, {"b1.example.test", bob}} {
+		if _, err := ra.Bind(b.key, b.owner, &endpoint{b.key}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A held name does not count: its client is away.
+	e := &endpoint{"d2"}
+	if _, err := ra.Bind("d2.example.test", desk, e); err != nil {
+		t.Fatal(err)
+	}
+	ra.Release("d2.example.test", e, time.Minute)
+	count := func(except registry.Owner) (int, int) {
+		t.Helper()
+		claims, err := rb.OtherClaims("alice", except)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients, err := rb.OtherClients("alice", except)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return claims, clients
+	}
+	if c, k := count(phone); c != 3 || k != 2 {
+		t.Fatalf("for a new client: %d claims of %d clients, want 3 of 2", c, k)
+	}
+	if c, k := count(laptop); c != 1 || k != 1 {
+		t.Fatalf("for the laptop itself: %d claims of %d clients, want 1 of 1 (the desk's)", c, k)
+	}
+	// Node A's own names are not "other" to it.
+	if c, err := ra.OtherClaims("alice", phone); err != nil || c != 0 {
+		t.Fatalf("node A counting its own: %d %v", c, err)
+	}
+	// Node A dies: once its lease has run out its claims no longer count.
+	na.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, k := count(phone)
+		if c == 0 && k == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after node A's lease ran out: %d claims of %d clients still counted", c, k)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -46,11 +46,13 @@ var ErrTaken = errors.New("name is in use by another client")
 // already bound keep being served.
 var ErrUnavailable = errors.New("the name registry is unavailable")
 
-// Shared is implemented by registries that several servers share. It
-// counts the live claims of user held at other nodes by clients other
-// than except, so that per-user limits hold across the cluster.
+// Shared is implemented by registries that several servers share, so
+// that per-user limits hold across the cluster. OtherClaims counts the
+// live claims of user held at other nodes by clients other than except;
+// OtherClients counts those clients.
 type Shared interface {
 	OtherClaims(user string, except Owner) (int, error)
+	OtherClients(user string, except Owner) (int, error)
 }
 
 // Registry is what the server needs from a name registry.

@@ -10,6 +10,7 @@ import (
 	"github.com/porthole/porthole/internal/auth"
 	"github.com/porthole/porthole/internal/limits"
 	"github.com/porthole/porthole/internal/protocol"
+	"github.com/porthole/porthole/internal/registry"
 )
 
 // userState is shared by all sessions of one user: the bandwidth shapers
@@ -36,11 +37,27 @@ func (s *Server) joinUser(ss *session) error {
 	if ss.ident.User == "" {
 		key = "session:" + ss.id
 	}
+	// On a cluster the user's clients at other nodes count too (one
+	// session each), read before the lock: the database is not asked
+	// while every session waits.
+	remote := 0
+	max := ss.lim.MaxSessionsPerUser
+	if sh, ok := s.reg.(registry.Shared); ok && max > 0 && !ss.ident.Anonymous() {
+		n, err := sh.OtherClients(ss.ident.User, ss.owner)
+		if err != nil {
+			return unavailableErr()
+		}
+		remote = n
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	u := s.users[key]
-	if max := ss.lim.MaxSessionsPerUser; max > 0 && !ss.ident.Anonymous() && u != nil {
-		if n := u.sessions - u.clients[ss.owner.Client]; n >= max {
+	if max > 0 && !ss.ident.Anonymous() && (u != nil || remote > 0) {
+		n := remote
+		if u != nil {
+			n += u.sessions - u.clients[ss.owner.Client]
+		}
+		if n >= max {
 			s.hits.Hit(limits.UserSessions, "user", ss.ident.User)
 			return protocol.Err(protocol.CodeLimitExceeded, true, "session limit reached: user %s has %d of %d sessions open", ss.ident.User, n, max)
 		}
