@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/porthole/porthole/internal/registry"
 )
 
@@ -22,6 +24,8 @@ type Registry[E comparable] struct {
 	// serves the name again and takes it back (TakeOver).
 	standby sync.Map // key -> *registry.Claim[E]
 	retakes sync.Map // key -> struct{}: a take-back under way
+	// refreshes bounds Refresh's queries (50 a second, bursts of 50).
+	refreshes *rate.Limiter
 }
 
 var (
@@ -31,7 +35,7 @@ var (
 
 // NewRegistry returns the registry of node n. A node has one.
 func NewRegistry[E comparable](n *Node) *Registry[E] {
-	r := &Registry[E]{n: n}
+	r := &Registry[E]{n: n, refreshes: rate.NewLimiter(50, 50)}
 	n.localMu.Lock()
 	n.local = r
 	n.localMu.Unlock()
@@ -261,7 +265,14 @@ func (r *Registry[E]) HoldsAt(key string, gen uint64) (*registry.Claim[E], bool)
 
 // Refresh reads key's claim from the database into the route map, for a
 // forwarding node told that its generation is stale.
+//
+// Refreshes are rate limited for the whole node: visitors of a name whose
+// node cannot be reached could otherwise make one database query each.
+// Past the limit the route map stays as it is, fed by notifications.
 func (r *Registry[E]) Refresh(key string) error {
+	if !r.refreshes.Allow() {
+		return nil
+	}
 	ctx, cancel := r.n.opCtx()
 	defer cancel()
 	rt, err := scanRoute(r.n.pool.QueryRow(ctx, `SELECT `+claimCols+` FROM cluster_claims WHERE key = $1`, key))

@@ -218,3 +218,28 @@ func TestOtherClaimsAndClients(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestRefreshBounded: visitors of a name whose node cannot be reached
+// make the forwarding node refresh the route; however many they are, the
+// node sends at most 50 such queries a second (a burst of 50), the rest
+// answered from the route map. With the database cut, each query that is
+// sent fails, so the failures count the queries.
+func TestRefreshBounded(t *testing.T) {
+	dbURL, _ := testDB(t)
+	proxy := newPGProxy(t, dbURL)
+	n := join(t, fastConfig(t, withHost(t, dbURL, proxy.addr()), "node-a", time.Minute))
+	r := NewRegistry[*endpoint](n)
+	proxy.cut()
+	start := time.Now()
+	sent := 0
+	for range 2000 {
+		if r.Refresh("x.example.test") != nil {
+			sent++
+		}
+	}
+	bound := 50 + int(50*time.Since(start).Seconds()) + 1
+	if sent == 0 || sent > bound {
+		t.Fatalf("%d refresh queries reached the database in %v, want 1 to %d", sent, time.Since(start), bound)
+	}
+	t.Logf("%d of 2000 refreshes queried the database in %v", sent, time.Since(start).Round(time.Millisecond))
+}
