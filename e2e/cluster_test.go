@@ -125,6 +125,35 @@ func TestClusterNodeKilled(t *testing.T) {
 	if code, _, err := get(c.nodes[2], host, "/"); code != 200 {
 		t.Fatalf("before the kill: %d %v", code, err)
 	}
+	// Steady load at the two other nodes through the kill: every answer
+	// is the tunnel's or a 503, never a 404 or a 502.
+	var mu sync.Mutex
+	loadStatuses := map[int]int{}
+	var bad []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			at := c.nodes[1+w%2]
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				code, body, err := get(at, host, "/")
+				mu.Lock()
+				loadStatuses[code]++
+				if err != nil || (code != 200 && code != 503) {
+					bad = append(bad, fmt.Sprintf("%s: %d %q %v", at.httpAddr, code, body, err))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
 	c.nodes[0].kill(t)
 	killed := time.Now()
 	statuses := map[int]int{}
@@ -158,6 +187,16 @@ func TestClusterNodeKilled(t *testing.T) {
 		t.Fatalf("the name did not answer again within 15 s: %v", statuses)
 	}
 	t.Logf("answered again %v after the kill; statuses on the way %v", back.Round(time.Millisecond), statuses)
+	time.Sleep(time.Second)
+	close(stop)
+	wg.Wait()
+	t.Logf("load at node2 and node3 through the kill: %v", loadStatuses)
+	if len(bad) > 0 {
+		t.Fatalf("%d answers under load were neither the tunnel's nor 503; first: %v", len(bad), bad[:min(3, len(bad))])
+	}
+	if loadStatuses[200] < 100 {
+		t.Fatalf("the load did not run: %v", loadStatuses)
+	}
 	if code, _, _ := get(c.nodes[1], host, "/"); code != 200 {
 		t.Fatalf("node2 after the failover: %d", code)
 	}
