@@ -116,6 +116,21 @@ func (c *testCluster) startNode(t *testing.T, i int, extra ...string) *serverPro
 	return nil
 }
 
+// waitName waits until every node answers host with 200: a bind reaches
+// the other nodes' route maps through NOTIFY, a few milliseconds after the
+// client prints its URL.
+func (c *testCluster) waitName(t *testing.T, host string) {
+	t.Helper()
+	pollFor(t, host+" at every node", 10*time.Second, 20*time.Millisecond, func() bool {
+		for _, s := range c.nodes {
+			if code, _, _ := get(s, host, "/"); code != 200 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // clusterAddr reads a node's cluster listener from its command line.
 func (s *serverProc) clusterAddr() string {
 	for i, a := range s.args {

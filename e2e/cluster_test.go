@@ -32,6 +32,9 @@ func TestClusterAnyNode(t *testing.T) {
 	tcpApp := tcpEchoApp(t)
 	tcp := startPorthole(t, interrupted, "tcp", tcpApp, "--server", n1.wsURL(), "--remote-port", strconv.Itoa(lo+3), "--inspect-addr", "off")
 	tcp.forwarding(t)
+	// A bind reaches the other nodes' route maps through NOTIFY, within
+	// milliseconds of the client's Forwarding line, not before it.
+	c.waitName(t, host)
 
 	for i, s := range c.nodes {
 		t.Run(c.names[i], func(t *testing.T) {
@@ -122,9 +125,7 @@ func TestClusterNodeKilled(t *testing.T) {
 		"--server", c.nodes[0].wsURL(), "--server", c.nodes[1].wsURL())
 	cl.forwarding(t)
 	const host = "kept.localhost"
-	if code, _, err := get(c.nodes[2], host, "/"); code != 200 {
-		t.Fatalf("before the kill: %d %v", code, err)
-	}
+	c.waitName(t, host)
 	// Steady load at the two other nodes through the kill: every answer
 	// is the tunnel's or a 503, never a 404 or a 502.
 	var mu sync.Mutex
@@ -451,8 +452,6 @@ func TestClusterUserLimits(t *testing.T) {
 		t.Fatalf("bob's second tunnel at node2: exit %d, want 1 with the tunnel limit\n%s", code, b2.errOut())
 	}
 	for _, host := range []string{"alice-one.localhost", "bob-one.localhost"} {
-		if code, _, _ := get(c.nodes[1], host, "/"); code != 200 {
-			t.Fatalf("%s at node2 after the refusals: %d", host, code)
-		}
+		c.waitName(t, host)
 	}
 }
