@@ -289,8 +289,9 @@ func TestClusterRollingRestart(t *testing.T) {
 	}
 }
 
-// TestClusterDatabaseDown: with PostgreSQL unreachable the names already
-// bound keep serving at every node, a new bind is refused with a
+// TestClusterDatabaseDown: with PostgreSQL unreachable (refusing, or
+// swallowing packets so that every query waits for its timeout) the names
+// already bound keep serving at every node, a new bind is refused with a
 // retryable error, and once the database is back that client gets its
 // name without being restarted.
 func TestClusterDatabaseDown(t *testing.T) {
@@ -298,34 +299,34 @@ func TestClusterDatabaseDown(t *testing.T) {
 	app, _ := clusterApp(t)
 	first := c.nodes[0].client(t, portOf(app), "--subdomain", "before")
 	first.forwarding(t)
-	pollFor(t, "before at node2", 10*time.Second, 100*time.Millisecond, func() bool {
-		code, _, _ := get(c.nodes[1], "before.localhost", "/")
-		return code == 200
-	})
-	c.proxy.set(proxyCut)
-	// Longer than a lease: the nodes fence themselves against new binds,
-	// and keep serving the names they have.
-	time.Sleep(8 * time.Second)
-	for i, s := range c.nodes {
-		if code, body, err := get(s, "before.localhost", "/"); code != 200 {
-			t.Fatalf("%s with the database down: %d %q %v", c.names[i], code, body, err)
-		}
-	}
-	second := c.nodes[1].client(t, portOf(app), "--subdomain", "during")
-	second.wait(t, second.errOut, regexp.MustCompile(`registry is unavailable`), 20*time.Second)
-	if second.exited() {
-		t.Fatalf("the client gave up on a retryable error:\n%s", second.errOut())
-	}
-	c.proxy.set(proxyOpen)
-	second.forwardingWithin(t, 1, 30*time.Second)
-	pollFor(t, "during at node1 after the database came back", 20*time.Second, 100*time.Millisecond, func() bool {
-		code, _, _ := get(c.nodes[0], "during.localhost", "/")
-		return code == 200
-	})
-	for i, s := range c.nodes {
-		if code, _, _ := get(s, "before.localhost", "/"); code != 200 {
-			t.Fatalf("%s after the database came back: %d", c.names[i], code)
-		}
+	c.waitName(t, "before.localhost")
+	// Down (connections refused), then slow (a path that swallows
+	// packets, as a partition does: every query waits for its timeout).
+	for _, m := range []struct {
+		name string
+		mode adminProxyMode
+	}{{"refused", proxyCut}, {"stalled", proxyStall}} {
+		t.Run(m.name, func(t *testing.T) {
+			c.proxy.set(m.mode)
+			// Longer than a lease: the nodes fence themselves against new
+			// binds, and keep serving the names they have.
+			time.Sleep(8 * time.Second)
+			for i, s := range c.nodes {
+				if code, body, err := get(s, "before.localhost", "/"); code != 200 {
+					t.Fatalf("%s with the database %s: %d %q %v", c.names[i], m.name, code, body, err)
+				}
+			}
+			name := "during-" + m.name
+			second := c.nodes[1].client(t, portOf(app), "--subdomain", name)
+			second.wait(t, second.errOut, regexp.MustCompile(`registry is unavailable`), 20*time.Second)
+			if second.exited() {
+				t.Fatalf("the client gave up on a retryable error:\n%s", second.errOut())
+			}
+			c.proxy.set(proxyOpen)
+			second.forwardingWithin(t, 1, 30*time.Second)
+			c.waitName(t, name+".localhost")
+			c.waitName(t, "before.localhost")
+		})
 	}
 }
 
