@@ -315,13 +315,13 @@ func TestForwardedHeaders(t *testing.T) {
 	}
 	// The id appears in both sides' access log lines for this request, and
 	// the server's line has what an operator needs.
-	line := logLine(srv.Logs.String(), "request_id="+id)
+	line := waitLogLine(srv.Logs.String, "request_id="+id)
 	for _, field := range []string{"msg=request ", "host=" + strings.Split(host, ":")[0] + " ", "method=GET ", "path=/h ", "status=200 ", "bytes=2 ", "duration="} {
 		if !strings.Contains(line, field) {
 			t.Errorf("server access log line %q lacks %q", line, field)
 		}
 	}
-	if logLine(c.Logs.String(), "request_id="+id) == "" {
+	if waitLogLine(c.Logs.String, "request_id="+id) == "" {
 		t.Errorf("client log has no line with request_id=%s", id)
 	}
 
@@ -384,6 +384,17 @@ func TestHTTPSTarget(t *testing.T) {
 }
 
 // logLine returns the first line of logs that contains s, or "".
+// waitLogLine is logLine for a line written once a response is done: the
+// visitor can have read the response before the access log line is
+// written. It waits up to 5 s.
+func waitLogLine(logs func() string, s string) string {
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if l := logLine(logs(), s); l != "" || time.Now().After(deadline) {
+			return l
+		}
+	}
+}
+
 func logLine(logs, s string) string {
 	for _, l := range strings.Split(logs, "\n") {
 		if strings.Contains(l, s) {
