@@ -144,6 +144,9 @@ func TestClusterNodeKilled(t *testing.T) {
 					return
 				default:
 				}
+				// Paced, so that the load does not starve the other
+				// packages' tests that run beside this one.
+				time.Sleep(2 * time.Millisecond)
 				code, body, err := get(at, host, "/")
 				mu.Lock()
 				loadStatuses[code]++
@@ -245,6 +248,7 @@ func TestClusterRollingRestart(t *testing.T) {
 				if int(down.Load()) == n+1 {
 					continue
 				}
+				time.Sleep(2 * time.Millisecond) // paced, as above
 				code, body, err := get(c.nodes[n], host, "/")
 				if err == nil && code == 200 {
 					ok.Add(1)
