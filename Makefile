@@ -17,7 +17,7 @@ build:
 
 # test: the README's test command.
 test:
-	$(GO) test -race ./...
+	$(GO) test -race -p 1 ./...
 
 # release: dist/porthole-VERSION-OS-ARCH[.exe] and dist/SHA256SUMS.
 release:
