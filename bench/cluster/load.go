@@ -2,55 +2,39 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/porthole/porthole/bench/internal/harness"
 )
 
 // startApp serves the origin app on a loopback port in this process:
 // every request gets size bytes.
 func startApp(size int) (port string, stop func(), err error) {
 	body := bytes.Repeat([]byte("x"), size)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	p, stop, err := harness.StartApp(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		w.Write(body)
-	})}
-	go srv.Serve(ln)
-	_, port, _ = net.SplitHostPort(ln.Addr().String())
-	return port, func() { srv.Close() }, nil
+	}))
+	return strconv.Itoa(p), stop, err
 }
 
-// visitor is an HTTP client whose connections all go to addr, a node's
-// public listener, whatever the URL's host (as DNS for *.localhost
-// pointing at that node would), keeping up to conns of them alive.
+// visitor is harness.Visitor (every connection to addr, a node's public
+// listener, whatever the URL's host) with at most conns connections and
+// the given request timeout.
 func visitor(addr string, conns int, timeout time.Duration) *http.Client {
-	d := &net.Dialer{Timeout: 5 * time.Second}
-	return &http.Client{
-		Transport: &http.Transport{
-			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				return d.DialContext(ctx, network, addr)
-			},
-			MaxIdleConnsPerHost: conns,
-			MaxConnsPerHost:     conns,
-			DisableCompression:  true,
-		},
-		Timeout: timeout,
-	}
+	hc := harness.Visitor(addr, conns)
+	hc.Transport.(*http.Transport).MaxConnsPerHost = conns
+	hc.Timeout = timeout
+	return hc
 }
 
-// status asks hc for http://host/ and returns the status code, or -1 on
-// a transport error.
 func status(hc *http.Client, host string) int {
 	resp, err := hc.Get("http://" + host + "/")
 	if err != nil {
